@@ -1,0 +1,24 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "sessions")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub owner: String,
+    pub title: String,
+    pub status: String,
+    /// Highest `seq` appended to this session's log (0 when empty).
+    pub head_seq: i64,
+    /// Oldest `seq` still stored (retention prunes below it, never renumbers).
+    pub first_seq: i64,
+    /// JSON object, as text.
+    pub metadata: String,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

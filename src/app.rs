@@ -1,0 +1,157 @@
+//! Building and running the server.
+//!
+//! [`Application::build`] connects to the database, applies migrations, wires
+//! HTTP and Socket.IO together and binds the listener (port 0 works);
+//! [`Application::run_until_stopped`] serves until the shutdown future
+//! resolves, then stops accepting, closes every Socket.IO transport (so
+//! clients reconnect by themselves to the next process), waits for in-flight
+//! requests up to the shutdown timeout and closes the database.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::http::origin::OriginPolicy;
+use crate::state::AppState;
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    io: SocketIo,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        if !config.auth.any_method() && !config.auth.disabled {
+            anyhow::bail!(
+                "no authentication is configured: set SWITCHBOARD_API_TOKENS, \
+                 SWITCHBOARD_JWT_SECRET or SWITCHBOARD_JWT_PUBLIC_KEY, \
+                 or SWITCHBOARD_AUTH_DISABLED=1 for local development only \
+                 (or run `switchboard serve --dev`)"
+            );
+        }
+        if config.auth.disabled {
+            tracing::warn!(
+                "AUTHENTICATION IS DISABLED (SWITCHBOARD_AUTH_DISABLED=1): every connection is \
+                 user `anonymous` and anyone who can reach {} can read and drive every session. \
+                 Never use this outside local development.",
+                config.bind
+            );
+        }
+        let auth = Authenticator::from_config(&config.auth)?;
+        let db = crate::db::connect_and_migrate(&config)
+            .await
+            .with_context(|| format!("cannot open the database {}", config.database_display()))?;
+        tracing::info!(database = %config.database_display(), "database ready");
+
+        let (socketio_layer, io) = SocketIo::builder()
+            .max_payload(config.max_message_bytes)
+            .build_layer();
+        let state = AppState {
+            db,
+            origins: Arc::new(OriginPolicy::new(config.allowed_origins.clone())),
+            config: Arc::new(config),
+            auth: Arc::new(auth),
+        };
+        crate::realtime::register(&io, &state);
+        let router = crate::http::router(state.clone(), socketio_layer);
+
+        let listener = TcpListener::bind(state.config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", state.config.bind))?;
+        Ok(Self {
+            listener,
+            router,
+            io,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.state.config.bind)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            io,
+            state,
+        } = self;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "listening");
+
+        let stop_accepting = CancellationToken::new();
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+        let mut server = std::pin::pin!(server.into_future());
+
+        tokio::select! {
+            result = &mut server => result.context("the HTTP server failed")?,
+            () = shutdown => {
+                tracing::info!("shutting down: no new connections");
+                stop_accepting.cancel();
+                tokio::task::yield_now().await;
+                io.close().await;
+                tracing::info!("all Socket.IO connections closed");
+                match tokio::time::timeout(state.config.shutdown_timeout, &mut server).await {
+                    Ok(result) => result.context("the HTTP server failed")?,
+                    Err(_) => tracing::warn!(
+                        timeout = ?state.config.shutdown_timeout,
+                        "requests still in flight at the shutdown timeout were dropped"
+                    ),
+                }
+            }
+        }
+        state.db.close().await.context("closing the database")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received SIGINT"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}

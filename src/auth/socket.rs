@@ -1,0 +1,63 @@
+//! The Socket.IO connect middleware shared by `/agent` and `/gateway`.
+
+use serde_json::Value;
+use socketioxide::extract::SocketRef;
+
+use super::{Attempt, Context, Failure, Identity};
+use crate::state::AppState;
+
+/// The refusal sent to the client as `connect_error`; the official client
+/// shows it as `err.message`.
+#[derive(Debug, thiserror::Error)]
+#[error("unauthorized: {0}")]
+pub struct Unauthorized(pub Failure);
+
+/// Authenticates a namespace handshake: on success the [`Identity`] goes into
+/// the socket's extensions and the socket joins its user's room.
+pub fn authenticate(
+    state: &AppState,
+    socket: &SocketRef,
+    auth: &Value,
+) -> Result<(), Unauthorized> {
+    let auth_token = match auth.get("token") {
+        None => None,
+        Some(Value::String(token)) => Some(Ok(token.as_str())),
+        Some(_) => Some(Err(())),
+    };
+    let attempt =
+        state
+            .auth
+            .authenticate(auth_token, &socket.req_parts().headers, Context::Handshake);
+    log_handshake(socket, &attempt);
+    let identity = attempt.result.map_err(Unauthorized)?;
+    socket.join(identity.room());
+    socket.extensions.insert(identity);
+    Ok(())
+}
+
+fn log_handshake(socket: &SocketRef, attempt: &Attempt) {
+    let transport = format!("{:?}", socket.transport_type()).to_lowercase();
+    match &attempt.result {
+        Ok(Identity { user_id, role, .. }) => tracing::info!(
+            target: "switchboard::handshake",
+            namespace = socket.ns(),
+            method = attempt.method.as_str(),
+            outcome = "accepted",
+            user = %user_id,
+            role = ?role,
+            transport,
+            socket_id = %socket.id,
+            "handshake"
+        ),
+        Err(reason) => tracing::warn!(
+            target: "switchboard::handshake",
+            namespace = socket.ns(),
+            method = attempt.method.as_str(),
+            outcome = "refused",
+            reason = %reason,
+            transport,
+            socket_id = %socket.id,
+            "handshake"
+        ),
+    }
+}

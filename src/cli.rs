@@ -1,0 +1,181 @@
+//! The command line: `serve`, `migrate` and `token`.
+//!
+//! Every setting can also come from the environment (shown in `--help`) or
+//! from a TOML file (`--config`); [`crate::config::Config::load`] merges the
+//! layers in the order defaults < file < environment < flags. Clap resolves
+//! the last two, so an `Option` here that is `None` means "neither a flag nor
+//! an environment variable set it".
+
+use std::path::PathBuf;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Realtime Socket.IO hub for coding agents",
+    long_about = "Switchboard is a Socket.IO server for coding-agent products: UIs connect to \
+                  /agent, desktop gateways to /gateway, and every session is a durable event \
+                  log that clients replay after a refresh, a network drop or a restart.\n\n\
+                  Settings come from, in rising priority: built-in defaults, a TOML file \
+                  (--config), environment variables, command-line flags."
+)]
+pub struct Cli {
+    /// TOML configuration file; its keys are the long flag names with `_` for `-`.
+    #[arg(long, env = "SWITCHBOARD_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log output: human-readable `text` or one JSON object per line.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: apply pending migrations, then serve HTTP and Socket.IO
+    /// until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(Settings),
+    /// Print a signed JWT (HS256, with SWITCHBOARD_JWT_SECRET or the --dev
+    /// secret) for local clients.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Out-of-the-box development mode: loopback only, SQLite, the scripted
+    /// model unless one is configured, and (when no authentication is
+    /// configured) a JWT secret generated once and kept next to the database.
+    /// Prints a ready-to-use token and the console URL.
+    #[arg(long)]
+    pub dev: bool,
+
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The user id, written to the token's `sub`.
+    #[arg(long, value_name = "ID")]
+    pub user: String,
+    /// `admin` may see every session; `user` (the default) only their own.
+    #[arg(long, value_enum, default_value = "user")]
+    pub role: crate::auth::Role,
+    /// How long the token is valid, e.g. `30m`, `1h`, `7d`.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: std::time::Duration,
+    /// Audience (`aud`) to write; defaults to SWITCHBOARD_JWT_AUDIENCE when set.
+    #[arg(long)]
+    pub audience: Option<String>,
+
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Settings shared by every subcommand. Secrets never appear in `--help`
+/// output with their values, nor in `Debug` once resolved into a
+/// [`crate::config::Config`].
+#[derive(Debug, Default, Args)]
+pub struct Settings {
+    /// Listen address [default: 127.0.0.1:8200]
+    #[arg(long, env = "SWITCHBOARD_BIND", value_name = "ADDR")]
+    pub bind: Option<String>,
+
+    /// `sqlite://…` or `postgres://…` [default: sqlite://switchboard.db?mode=rwc]
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// HS256 secret; enables JWT authentication.
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key (RS256, ES256 or EdDSA); enables JWT authentication.
+    #[arg(long, env = "SWITCHBOARD_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Required `iss` of JWTs.
+    #[arg(long, env = "SWITCHBOARD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of JWTs (socket tokens, `aud` = `socket`, are accepted
+    /// at Socket.IO handshakes regardless).
+    #[arg(long, env = "SWITCHBOARD_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Comma-separated `user_id:token` pairs; enables static-token authentication.
+    #[arg(long, env = "SWITCHBOARD_API_TOKENS", hide_env_values = true)]
+    pub api_tokens: Option<String>,
+
+    /// Cookie that carries a JWT [default: sb_session]
+    #[arg(long, env = "SWITCHBOARD_COOKIE_NAME")]
+    pub cookie_name: Option<String>,
+
+    /// `1`: every connection is user `anonymous` (development only).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_AUTH_DISABLED",
+        value_parser = BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+    )]
+    pub auth_disabled: Option<bool>,
+
+    /// Comma-separated origins allowed for browsers (CORS and handshake
+    /// `Origin`) [default: same-origin only]
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<String>,
+
+    /// `openai` (any OpenAI-compatible endpoint) or `scripted` [default: scripted]
+    #[arg(long, env = "SWITCHBOARD_LLM_PROVIDER")]
+    pub llm_provider: Option<String>,
+
+    /// Base URL of the OpenAI-compatible API, e.g. http://127.0.0.1:11434/v1
+    #[arg(long, env = "SWITCHBOARD_LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+
+    /// Sent to the provider as `Authorization: Bearer`.
+    #[arg(long, env = "SWITCHBOARD_LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+
+    /// Model name sent to the provider.
+    #[arg(long, env = "SWITCHBOARD_LLM_MODEL")]
+    pub llm_model: Option<String>,
+
+    /// How long a relayed tool call may stay unanswered, in ms [default: 120000]
+    #[arg(long, env = "SWITCHBOARD_TOOL_TIMEOUT_MS")]
+    pub tool_timeout_ms: Option<u64>,
+
+    /// Redis URL; enables the Redis adapter for several nodes.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Requests per minute and client address to POST /v1/auth/socket-token [default: 20]
+    #[arg(long, env = "SWITCHBOARD_SOCKET_TOKEN_RATE")]
+    pub socket_token_rate: Option<u32>,
+
+    /// Largest Socket.IO message accepted, in bytes [default: 4194304]
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<u64>,
+
+    /// Largest HTTP request body accepted, in bytes [default: 5242880]
+    #[arg(long, env = "SWITCHBOARD_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    /// How long shutdown waits for in-flight work, e.g. `10s` [default: 10s]
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Option<std::time::Duration>,
+}

@@ -1,0 +1,45 @@
+//! The database connection: SQLite (WAL, busy timeout) or PostgreSQL, with
+//! migrations applied by [`connect_and_migrate`].
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use secrecy::ExposeSecret;
+
+use crate::config::Config;
+
+/// How long a SQLite writer waits for the lock before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(config.database_url.expose_secret().to_owned());
+    options
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
+        });
+    Database::connect(options).await
+}
+
+pub async fn connect_and_migrate(config: &Config) -> Result<DatabaseConnection, DbErr> {
+    let db = connect(config).await?;
+    migrate(&db).await?;
+    Ok(db)
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let pending = Migrator::get_pending_migrations(db).await?.len();
+    Migrator::up(db, None).await?;
+    if pending > 0 {
+        tracing::info!(applied = pending, "database migrations applied");
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! The HTTP side: routes, and the layers around them and around Socket.IO.
+
+pub mod health;
+pub mod origin;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use http::StatusCode;
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::socket_token;
+use crate::error::{ErrorCode, error_response};
+use crate::state::AppState;
+
+/// Every route, with Socket.IO (`socketio`) mounted under `/socket.io/`.
+pub fn router(state: AppState, socketio: socketioxide::layer::SocketIoLayer) -> Router {
+    let rate = state.config.socket_token_rate_per_minute.max(1);
+    let governor = GovernorConfigBuilder::default()
+        .period(Duration::from_secs(60) / rate)
+        .burst_size(rate)
+        .finish()
+        .map(|config| {
+            GovernorLayer::new(config).error_handler(|_| {
+                error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    "too many socket-token requests from this address; retry later",
+                )
+            })
+        });
+    let mut socket_token = Router::new().route("/v1/auth/socket-token", post(socket_token::issue));
+    if let Some(governor) = governor {
+        socket_token = socket_token.layer(governor);
+    }
+
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(socket_token)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(socketio)
+        .layer(origin::cors(&state.origins))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::refuse_foreign_origins,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> axum::response::Response {
+    error_response(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+}

@@ -1,0 +1,132 @@
+//! Which browser origins may talk to the server.
+//!
+//! The server's own origin (the request's `Host`) is always allowed; others
+//! only when listed in `SWITCHBOARD_ALLOWED_ORIGINS`. A request that carries
+//! a disallowed `Origin` is refused with 403 before it reaches a route or a
+//! Socket.IO namespace; requests without `Origin` (non-browser clients) pass.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
+
+use crate::error::{ErrorCode, error_response};
+use crate::state::AppState;
+
+#[derive(Debug, Clone)]
+pub struct OriginPolicy {
+    /// Normalized (`scheme://host[:port]`, lowercase, no default port).
+    allowed: Vec<String>,
+}
+
+impl OriginPolicy {
+    pub fn new(allowed: Vec<String>) -> Self {
+        Self { allowed }
+    }
+
+    pub fn allowed(&self) -> &[String] {
+        &self.allowed
+    }
+
+    /// Whether a browser at `origin` may use the server reached as `host`.
+    pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {
+        let Some(origin) = normalize(origin) else {
+            return false;
+        };
+        if self.allowed.contains(&origin) {
+            return true;
+        }
+        let (scheme, authority) = origin.split_once("://").unwrap_or_default();
+        host.is_some_and(|host| strip_default_port(scheme, &host.to_ascii_lowercase()) == authority)
+    }
+}
+
+fn normalize(origin: &str) -> Option<String> {
+    let (scheme, authority) = origin.split_once("://")?;
+    if authority.is_empty() || authority.contains('/') {
+        return None;
+    }
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = strip_default_port(&scheme, &authority.to_ascii_lowercase()).to_owned();
+    Some(format!("{scheme}://{authority}"))
+}
+
+fn strip_default_port<'a>(scheme: &str, authority: &'a str) -> &'a str {
+    let default = match scheme {
+        "http" | "ws" => ":80",
+        "https" | "wss" => ":443",
+        _ => return authority,
+    };
+    authority.strip_suffix(default).unwrap_or(authority)
+}
+
+/// Middleware: 403 for a request whose `Origin` is not allowed.
+pub async fn refuse_foreign_origins(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|origin| state.origins.allows(origin, host));
+        if !allowed {
+            tracing::warn!(
+                origin = ?origin,
+                path = request.uri().path(),
+                "refused a request from a disallowed origin"
+            );
+            return error_response(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "this Origin is not allowed; see SWITCHBOARD_ALLOWED_ORIGINS",
+            );
+        }
+    }
+    next.run(request).await
+}
+
+/// The CORS layer for the listed origins (credentials allowed).
+pub fn cors(policy: &OriginPolicy) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<HeaderValue> = policy
+        .allowed()
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([http::Method::GET, http::Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-requested-with"),
+            header::HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(std::time::Duration::from_secs(3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_origin_is_allowed_without_configuration() {
+        let policy = OriginPolicy::new(vec![]);
+        assert!(policy.allows("http://127.0.0.1:8200", Some("127.0.0.1:8200")));
+        assert!(policy.allows("https://sb.example.com", Some("sb.example.com:443")));
+        assert!(!policy.allows("http://evil.example", Some("127.0.0.1:8200")));
+        assert!(!policy.allows("null", Some("127.0.0.1:8200")));
+        assert!(!policy.allows("http://127.0.0.1:8200", None));
+    }
+
+    #[test]
+    fn listed_origins_are_allowed() {
+        let policy = OriginPolicy::new(vec!["http://localhost:5173".into()]);
+        assert!(policy.allows("http://LOCALHOST:5173", Some("127.0.0.1:8200")));
+        assert!(!policy.allows("http://localhost:5174", Some("127.0.0.1:8200")));
+    }
+}

@@ -1,0 +1,23 @@
+//! Switchboard: a Socket.IO-compatible realtime server for coding agents.
+//!
+//! - [`app`] builds the server from a [`config::Config`] and runs it until shutdown.
+//! - [`auth`] authenticates handshakes and HTTP requests (static tokens, JWTs, cookies).
+//! - [`realtime`] holds the `/agent` and `/gateway` namespaces.
+//! - [`http`] holds the HTTP routes and the layers shared with Socket.IO.
+//! - [`db`] opens the database and applies the `migration` crate's migrations.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod dev;
+pub mod error;
+pub mod http;
+pub mod realtime;
+pub mod state;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Config;
