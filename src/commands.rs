@@ -44,6 +44,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         crate::dev::prepare(&mut config)?;
     }
     let dev = config.dev;
+    let shutdown = shutdown_signal()?;
     let app = Application::build(config).await?;
     if dev {
         let state = app.state();
@@ -52,7 +53,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             crate::dev::banner(app.local_addr(), &state.auth, &state.config)
         );
     }
-    app.run_until_stopped(shutdown_signal()).await
+    app.run_until_stopped(shutdown).await
 }
 
 fn token(

@@ -11,8 +11,10 @@ use axum::routing::{get, post};
 use http::StatusCode;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::http::Caller;
 use crate::auth::socket_token;
 use crate::error::{ErrorCode, error_response};
 use crate::state::AppState;
@@ -41,9 +43,11 @@ pub fn router(state: AppState, socketio: socketioxide::layer::SocketIoLayer) -> 
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/v1/whoami", get(whoami))
         .merge(socket_token)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
         .layer(socketio)
         .layer(origin::cors(&state.origins))
         .layer(axum::middleware::from_fn_with_state(
@@ -52,6 +56,15 @@ pub fn router(state: AppState, socketio: socketioxide::layer::SocketIoLayer) -> 
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// `GET /v1/whoami`: the caller's identity, as the server authenticated it.
+async fn whoami(Caller(identity): Caller) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "user_id": identity.user_id,
+        "role": identity.role,
+        "method": identity.method,
+    }))
 }
 
 async fn not_found() -> axum::response::Response {

@@ -1,0 +1,414 @@
+//! The test harness: the real `switchboard` binary on port 0 with a fresh
+//! SQLite database, its JSON logs collected, and a Rust Socket.IO client.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Event, Payload, TransportType};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, watch};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+pub const JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789";
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Lines a process wrote, parsed as JSON when they are JSON.
+#[derive(Clone, Default)]
+pub struct Lines {
+    lines: Arc<Mutex<Vec<Value>>>,
+    changed: Option<watch::Sender<usize>>,
+}
+
+impl Lines {
+    fn new() -> (Self, watch::Receiver<usize>) {
+        let (tx, rx) = watch::channel(0);
+        (
+            Self {
+                lines: Default::default(),
+                changed: Some(tx),
+            },
+            rx,
+        )
+    }
+
+    fn push(&self, line: String) {
+        let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+        let len = {
+            let mut lines = self.lines.lock().unwrap();
+            lines.push(value);
+            lines.len()
+        };
+        if let Some(tx) = &self.changed {
+            let _ = tx.send(len);
+        }
+    }
+
+    pub fn all(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn text(&self) -> String {
+        self.all()
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static, lines: Lines) {
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            lines.push(line);
+        }
+    });
+}
+
+/// A server to start: environment and flags on top of a fresh database.
+pub struct ServerBuilder {
+    dir: Arc<TempDir>,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerBuilder {
+    pub fn new() -> Self {
+        Self {
+            dir: Arc::new(tempfile::tempdir().expect("temp dir")),
+            env: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    /// The usual test setup: static tokens for alice and bob, and a JWT secret.
+    pub fn with_auth() -> Self {
+        Self::new()
+            .env("SWITCHBOARD_API_TOKENS", "alice:tok-alice,bob:tok-bob")
+            .env("SWITCHBOARD_JWT_SECRET", JWT_SECRET)
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}/sb.db?mode=rwc", self.dir.path().display())
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("DATABASE_URL", self.database_url())
+            .current_dir(self.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Starts `switchboard serve` and waits for its `listening` log line.
+    pub async fn spawn(&self) -> TestServer {
+        let mut args = vec!["serve", "--bind", "127.0.0.1:0", "--log-format", "json"];
+        args.extend(self.args.iter().map(String::as_str));
+        let mut child = self.command(&args).spawn().expect("spawn switchboard");
+        let (logs, mut logs_changed) = Lines::new();
+        let (stdout, _) = Lines::new();
+        collect(child.stderr.take().unwrap(), logs.clone());
+        collect(child.stdout.take().unwrap(), stdout.clone());
+
+        let addr = tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(addr) = logs
+                    .all()
+                    .iter()
+                    .find(|l| l["message"] == "listening")
+                    .and_then(|l| l["addr"].as_str()?.parse::<SocketAddr>().ok())
+                {
+                    return addr;
+                }
+                tokio::select! {
+                    changed = logs_changed.changed() => if changed.is_err() {
+                        panic!("switchboard exited before listening:\n{}", logs.text());
+                    },
+                    status = child.wait() => {
+                        // Let the readers drain what the process wrote.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        panic!("switchboard exited ({status:?}) before listening:\n{}", logs.text());
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("switchboard did not listen in time:\n{}", logs.text()));
+
+        TestServer {
+            url: format!("http://{addr}"),
+            child,
+            logs,
+            logs_changed,
+            stdout,
+            _dir: self.dir.clone(),
+        }
+    }
+
+    /// Runs a `switchboard` command to completion: (success, stdout, stderr).
+    pub async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.command(args).output().await.expect("run switchboard");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+pub struct TestServer {
+    pub url: String,
+    child: Child,
+    pub logs: Lines,
+    logs_changed: watch::Receiver<usize>,
+    pub stdout: Lines,
+    /// Kept so the database outlives the process.
+    _dir: Arc<TempDir>,
+}
+
+impl TestServer {
+    /// Waits for a log line matching `pred`.
+    pub async fn wait_for_log(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let logs = self.logs.clone();
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(line) = logs.all().into_iter().find(&pred) {
+                    return line;
+                }
+                if self.logs_changed.changed().await.is_err() {
+                    panic!("log stream ended:\n{}", logs.text());
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no matching log line:\n{}", self.logs.text()))
+    }
+
+    /// Sends `signal` and waits for the process to exit.
+    pub async fn stop_with(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+    ) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().expect("running") as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal");
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("exit in time")
+            .expect("wait")
+    }
+
+    pub fn socket(&self, ns: &str) -> SocketBuilder {
+        SocketBuilder::new(&self.url, ns)
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+/// Both transports of the official client, by name.
+pub fn transports() -> [(&'static str, TransportType); 2] {
+    [
+        ("websocket", TransportType::Websocket),
+        ("polling", TransportType::Polling),
+    ]
+}
+
+/// Signs an HS256 JWT with the test secret.
+pub fn jwt(claims: Value) -> String {
+    jwt_with(JWT_SECRET, claims)
+}
+
+pub fn jwt_with(secret: &str, claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A valid token for `sub`, one hour long.
+pub fn user_jwt(sub: &str) -> String {
+    jwt(json!({ "sub": sub, "exp": now() + 3600 }))
+}
+
+/// A connection to make with the Rust Socket.IO client.
+pub struct SocketBuilder {
+    builder: ClientBuilder,
+}
+
+/// A connected socket.
+pub struct Socket {
+    pub client: Client,
+}
+
+impl SocketBuilder {
+    fn new(url: &str, ns: &str) -> Self {
+        Self {
+            builder: ClientBuilder::new(url)
+                .namespace(ns)
+                .transport_type(TransportType::Websocket)
+                .reconnect(false),
+        }
+    }
+
+    pub fn polling(mut self) -> Self {
+        self.builder = self.builder.transport_type(TransportType::Polling);
+        self
+    }
+
+    pub fn transport(mut self, transport: TransportType) -> Self {
+        self.builder = self.builder.transport_type(transport);
+        self
+    }
+
+    pub fn auth(mut self, auth: Value) -> Self {
+        self.builder = self.builder.auth(auth);
+        self
+    }
+
+    pub fn token(self, token: &str) -> Self {
+        self.auth(json!({ "token": token }))
+    }
+
+    pub fn header(mut self, key: &str, value: &str) -> Self {
+        self.builder = self.builder.opening_header(key, value);
+        self
+    }
+
+    /// Connects and waits for the namespace's answer: `Err` carries the
+    /// `connect_error` message.
+    pub async fn connect(self) -> Result<Socket, String> {
+        let (status_tx, mut status_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+        let on_error = status_tx.clone();
+        let builder = self
+            .builder
+            .on(Event::Connect, move |_, _| {
+                let _ = status_tx.send(Ok(()));
+                async {}.boxed()
+            })
+            .on(Event::Error, move |payload, _| {
+                let _ = on_error.send(Err(connect_error_message(&payload)));
+                async {}.boxed()
+            });
+        let client = builder
+            .connect()
+            .await
+            .map_err(|e| format!("transport: {e}"))?;
+        match tokio::time::timeout(WAIT, status_rx.recv()).await {
+            Ok(Some(Ok(()))) => Ok(Socket { client }),
+            Ok(Some(Err(message))) => {
+                let _ = client.disconnect().await;
+                Err(message)
+            }
+            Ok(None) | Err(_) => panic!("no answer to the namespace connect"),
+        }
+    }
+}
+
+/// `Received an ConnectError frame: {"message":"unauthorized: x"}` → `unauthorized: x`.
+fn connect_error_message(payload: &Payload) -> String {
+    let text = match payload {
+        Payload::Text(values) => values
+            .first()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .unwrap_or_default(),
+        #[allow(deprecated)]
+        Payload::String(s) => s.clone(),
+        Payload::Binary(_) => String::new(),
+    };
+    let data = text
+        .strip_prefix("Received an ConnectError frame: ")
+        .unwrap_or(&text);
+    match serde_json::from_str::<Value>(data) {
+        Ok(Value::Object(map)) => map
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        Ok(Value::String(s)) => s,
+        _ => data.to_owned(),
+    }
+}
+
+impl Socket {
+    /// Emits `event` with `payload` and waits for the acknowledgement.
+    pub async fn request(&self, event: &str, payload: Value) -> Value {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Value>();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        self.client
+            .emit_with_ack(event, payload, WAIT, move |payload: Payload, _| {
+                // The client hands over the ack's argument list as one array.
+                let first = match payload {
+                    Payload::Text(args) => match args.into_iter().next() {
+                        Some(Value::Array(inner)) => {
+                            inner.into_iter().next().unwrap_or(Value::Null)
+                        }
+                        Some(other) => other,
+                        None => Value::Null,
+                    },
+                    _ => Value::Null,
+                };
+                if let Some(tx) = tx.lock().unwrap().take() {
+                    let _ = tx.send(first);
+                }
+                async {}.boxed()
+            })
+            .await
+            .expect("emit");
+        tokio::time::timeout(WAIT, rx)
+            .await
+            .expect("ack in time")
+            .expect("ack")
+    }
+
+    pub async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real server on port 0, a fresh database each,
+//! driven through HTTP and a Rust Socket.IO client.
+
+mod cli;
+mod handshake;
+mod helpers;
+mod http;
+mod shutdown;
