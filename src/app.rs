@@ -16,11 +16,17 @@ use axum::Router;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::http::origin::OriginPolicy;
+use crate::log::EventLog;
 use crate::state::AppState;
+
+/// Packets socketioxide queues per socket before an emit reports it full
+/// (and the event log switches that subscriber to catch-up).
+const SOCKET_BUFFER_PACKETS: usize = 256;
 
 pub struct Application {
     listener: TcpListener,
@@ -53,15 +59,27 @@ impl Application {
             .with_context(|| format!("cannot open the database {}", config.database_display()))?;
         tracing::info!(database = %config.database_display(), "database ready");
 
-        let (socketio_layer, io) = SocketIo::builder()
-            .max_payload(config.max_message_bytes)
-            .build_layer();
+        let tasks = TaskTracker::new();
+        let shutdown = CancellationToken::new();
         let state = AppState {
+            log: EventLog::new(
+                db.clone(),
+                config.log.clone(),
+                tasks.clone(),
+                shutdown.clone(),
+            ),
             db,
             origins: Arc::new(OriginPolicy::new(config.allowed_origins.clone())),
             config: Arc::new(config),
             auth: Arc::new(auth),
+            tasks,
+            shutdown,
         };
+        let (socketio_layer, io) = SocketIo::builder()
+            .max_payload(state.config.max_message_bytes)
+            .max_buffer_size(SOCKET_BUFFER_PACKETS)
+            .with_state(state.clone())
+            .build_layer();
         crate::realtime::register(&io, &state);
         let router = crate::http::router(state.clone(), socketio_layer);
 
@@ -110,6 +128,7 @@ impl Application {
             () = shutdown => {
                 tracing::info!("shutting down: no new connections");
                 stop_accepting.cancel();
+                state.shutdown.cancel();
                 tokio::task::yield_now().await;
                 io.close().await;
                 tracing::info!("all Socket.IO connections closed");
@@ -121,6 +140,14 @@ impl Application {
                     ),
                 }
             }
+        }
+        state.shutdown.cancel();
+        state.tasks.close();
+        if tokio::time::timeout(state.config.shutdown_timeout, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background work still running at the shutdown timeout was dropped");
         }
         state.db.close().await.context("closing the database")?;
         tracing::info!("stopped");

@@ -175,6 +175,24 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
 
+    /// Keep at most this many events per session; older ones are pruned
+    /// [default: unlimited]
+    #[arg(long, env = "SWITCHBOARD_RETENTION_MAX_EVENTS")]
+    pub retention_max_events: Option<u64>,
+
+    /// Prune events older than this, e.g. `30d` [default: never]
+    #[arg(long, env = "SWITCHBOARD_RETENTION_MAX_AGE", value_parser = humantime::parse_duration)]
+    pub retention_max_age: Option<std::time::Duration>,
+
+    /// A subscriber that accepts no event for this long is sent
+    /// `session:lagged` and dropped [default: 30s]
+    #[arg(long, env = "SWITCHBOARD_LAG_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub lag_timeout: Option<std::time::Duration>,
+
+    /// Comment sent on an idle Server-Sent Events stream this often [default: 15s]
+    #[arg(long, env = "SWITCHBOARD_SSE_KEEP_ALIVE", value_parser = humantime::parse_duration)]
+    pub sse_keep_alive: Option<std::time::Duration>,
+
     /// How long shutdown waits for in-flight work, e.g. `10s` [default: 10s]
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<std::time::Duration>,

@@ -33,6 +33,8 @@ pub struct Config {
     pub max_message_bytes: u64,
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
+    pub sse_keep_alive: Duration,
+    pub log: crate::log::Settings,
     pub log_format: LogFormat,
     /// Set by `serve --dev`.
     pub dev: bool,
@@ -126,6 +128,13 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     #[serde(default, with = "humantime_serde_opt")]
     shutdown_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    sse_keep_alive: Option<Duration>,
+    retention_max_events: Option<u64>,
+    #[serde(default, with = "humantime_serde_opt")]
+    retention_max_age: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    lag_timeout: Option<Duration>,
     log_format: Option<LogFormat>,
 }
 
@@ -271,6 +280,22 @@ impl Config {
                 .shutdown_timeout
                 .or(file.shutdown_timeout)
                 .unwrap_or(Duration::from_secs(10)),
+            sse_keep_alive: s
+                .sse_keep_alive
+                .or(file.sse_keep_alive)
+                .unwrap_or(Duration::from_secs(15)),
+            log: crate::log::Settings {
+                max_events: s
+                    .retention_max_events
+                    .or(file.retention_max_events)
+                    .filter(|n| *n > 0),
+                max_age: s.retention_max_age.or(file.retention_max_age),
+                lag_timeout: s
+                    .lag_timeout
+                    .or(file.lag_timeout)
+                    .unwrap_or(Duration::from_secs(30)),
+                ..Default::default()
+            },
             log_format: log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             dev,
         };

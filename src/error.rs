@@ -1,9 +1,10 @@
 //! Errors as clients see them.
 //!
-//! HTTP answers `{ "error": { "code", "message" } }` with a fitting status;
-//! Socket.IO acknowledgements use [`crate::realtime::ack`] with the same
-//! codes. An `internal` error says nothing about its cause to the client: the
-//! cause is logged here, once.
+//! One error type for both faces: HTTP answers `{ "error": { "code",
+//! "message" } }` with a fitting status, Socket.IO acknowledgements
+//! `{ ok: false, error: { code, message } }` ([`crate::realtime::ack`]).
+//! An `internal` error says nothing about its cause to the client: the cause
+//! is logged here, once.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -38,10 +39,22 @@ pub struct ErrorBody {
 pub enum ApiError {
     #[error("unauthorized: {0}")]
     Unauthorized(Failure),
+    /// A malformed request (HTTP 400); the message names the field.
+    #[error("{0}")]
+    InvalidPayload(String),
+    /// Well-formed but refused content, such as an unknown event type (HTTP 422).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     RateLimited(String),
     #[error("{0}")]
@@ -51,29 +64,55 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    pub fn code(&self) -> ErrorCode {
+        self.parts().1
+    }
+
     fn parts(&self) -> (StatusCode, ErrorCode) {
         match self {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            ApiError::InvalidPayload(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidPayload),
+            ApiError::Unprocessable(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidPayload)
+            }
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
+            ApiError::Busy(_) => (StatusCode::CONFLICT, ErrorCode::Busy),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
     }
+
+    /// The body both faces send; logs the cause of an internal error.
+    pub fn body(&self) -> ErrorBody {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(error = ?cause, "internal error");
+        }
+        ErrorBody {
+            code: self.code(),
+            message: self.to_string(),
+        }
+    }
+
+    /// The standard refusal for a session the caller may not see.
+    pub fn forbidden() -> Self {
+        ApiError::Forbidden("this session belongs to another user".into())
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        ApiError::Internal(error.into())
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(error = ?cause, "internal error");
-        }
-        let (status, code) = self.parts();
-        let body = ErrorBody {
-            code,
-            message: self.to_string(),
-        };
-        (status, Json(serde_json::json!({ "error": body }))).into_response()
+        let status = self.parts().0;
+        (status, Json(serde_json::json!({ "error": self.body() }))).into_response()
     }
 }
 

@@ -4,6 +4,8 @@
 //! - [`auth`] authenticates handshakes and HTTP requests (static tokens, JWTs, cookies).
 //! - [`realtime`] holds the `/agent` and `/gateway` namespaces.
 //! - [`http`] holds the HTTP routes and the layers shared with Socket.IO.
+//! - [`log`] is the session event log: append, publish, subscribe, replay.
+//! - [`sessions`] holds sessions, their ownership rule and their messages.
 //! - [`db`] opens the database and applies the `migration` crate's migrations.
 
 pub mod app;
@@ -15,9 +17,14 @@ pub mod db;
 pub mod dev;
 pub mod error;
 pub mod http;
+pub mod ids;
+pub mod log;
+pub mod payload;
 pub mod realtime;
+pub mod sessions;
 pub mod state;
 pub mod telemetry;
+pub mod time;
 
 pub use app::Application;
 pub use config::Config;

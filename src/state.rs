@@ -3,10 +3,13 @@
 use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::http::origin::OriginPolicy;
+use crate::log::EventLog;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -14,4 +17,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub auth: Arc<Authenticator>,
     pub origins: Arc<OriginPolicy>,
+    pub log: EventLog,
+    /// Background work (writers, catch-ups); waited for at shutdown.
+    pub tasks: TaskTracker,
+    /// Cancelled when the server begins to shut down.
+    pub shutdown: CancellationToken,
 }

@@ -1,7 +1,10 @@
 //! The HTTP side: routes, and the layers around them and around Socket.IO.
 
+pub mod events;
+pub mod extract;
 pub mod health;
 pub mod origin;
+pub mod sessions;
 
 use std::time::Duration;
 
@@ -44,11 +47,23 @@ pub fn router(state: AppState, socketio: socketioxide::layer::SocketIoLayer) -> 
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/sessions", post(sessions::create).get(sessions::list))
+        .route("/v1/sessions/{id}", get(sessions::get))
+        .route("/v1/sessions/{id}/messages", get(sessions::list_messages))
+        .route(
+            "/v1/sessions/{id}/events",
+            get(events::read).post(events::append),
+        )
+        .route("/v1/sessions/{id}/stream", get(events::stream))
         .merge(socket_token)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
         .layer(socketio)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_while_stopping,
+        ))
         .layer(origin::cors(&state.origins))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -65,6 +80,29 @@ async fn whoami(Caller(identity): Caller) -> axum::Json<serde_json::Value> {
         "role": identity.role,
         "method": identity.method,
     }))
+}
+
+/// Once shutdown began, requests that still arrive on kept-alive
+/// connections (a long-poll after its transport was closed, say) are
+/// answered at once, so that they do not hold the shutdown up.
+async fn refuse_while_stopping(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if state.shutdown.is_cancelled() {
+        let mut response = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the server is shutting down",
+        );
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> axum::response::Response {

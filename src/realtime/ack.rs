@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use socketioxide::extract::AckSender;
 
-use crate::error::{ErrorBody, ErrorCode};
+use crate::error::{ApiError, ErrorCode};
 
 /// Sends a success ack: `fields` (an object) plus `ok: true`.
 pub fn ok(ack: AckSender, fields: impl Serialize) {
@@ -18,12 +18,26 @@ pub fn ok(ack: AckSender, fields: impl Serialize) {
 }
 
 /// Sends a failure ack.
+pub fn error(ack: AckSender, error: &ApiError) {
+    let body = serde_json::json!({ "ok": false, "error": error.body() });
+    send(ack, &body);
+}
+
+/// Sends a failure ack with a code and message.
 pub fn err(ack: AckSender, code: ErrorCode, message: impl Into<String>) {
     let body = serde_json::json!({
         "ok": false,
-        "error": ErrorBody { code, message: message.into() },
+        "error": { "code": code, "message": message.into() },
     });
     send(ack, &body);
+}
+
+/// Sends the ack for a handler's result.
+pub fn reply<T: Serialize>(ack: AckSender, result: Result<T, ApiError>) {
+    match result {
+        Ok(fields) => ok(ack, fields),
+        Err(e) => error(ack, &e),
+    }
 }
 
 fn send(ack: AckSender, body: &Value) {

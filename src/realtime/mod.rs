@@ -4,6 +4,7 @@
 //! socket's extensions.
 
 pub mod ack;
+pub mod agent;
 
 use serde_json::Value;
 use socketioxide::SocketIo;
@@ -18,17 +19,38 @@ pub const AGENT_NS: &str = "/agent";
 pub const GATEWAY_NS: &str = "/gateway";
 
 /// Registers both namespaces on `io`.
+///
+/// Event handlers are registered in the connect middleware, which runs
+/// before the server answers the namespace CONNECT: socketioxide runs the
+/// connect handler itself as a separate task after answering, and a request
+/// sent right after `connect` could arrive before a handler registered
+/// there exists (and be dropped without an ack).
 pub fn register(io: &SocketIo, state: &AppState) {
-    for ns in [AGENT_NS, GATEWAY_NS] {
+    for (ns, handlers) in [
+        (AGENT_NS, agent_handlers as fn(&SocketRef)),
+        (GATEWAY_NS, gateway_handlers),
+    ] {
         let state = state.clone();
-        let authenticate = async move |s: SocketRef, TryData(auth): TryData<Value>| {
-            crate::auth::socket::authenticate(&state, &s, &auth.unwrap_or(Value::Null))
+        let middleware = async move |s: SocketRef, TryData(auth): TryData<Value>| {
+            crate::auth::socket::authenticate(&state, &s, &auth.unwrap_or(Value::Null))?;
+            handlers(&s);
+            Ok::<(), crate::auth::socket::Unauthorized>(())
         };
-        io.ns(ns, on_connect.with(authenticate));
+        io.ns(ns, connected.with(middleware));
     }
 }
 
-async fn on_connect(s: SocketRef) {
+async fn connected(s: SocketRef) {
+    tracing::debug!(namespace = s.ns(), socket_id = %s.id, "connected");
+}
+
+fn agent_handlers(s: &SocketRef) {
+    s.on("auth:whoami", whoami);
+    agent::register(s);
+    s.on_fallback(unknown_event);
+}
+
+fn gateway_handlers(s: &SocketRef) {
     s.on("auth:whoami", whoami);
     s.on_fallback(unknown_event);
 }

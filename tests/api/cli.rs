@@ -52,8 +52,13 @@ async fn dev_mode_prints_a_working_token_and_keeps_its_secret_across_restarts() 
         banner.contains(&format!("{}/#token={token}", server.url)),
         "{banner}"
     );
-    let secret = builder.dir().join("sb.db.dev-secret");
-    assert!(secret.exists(), "the secret is kept next to the database");
+    // Next to the SQLite file; in the working directory for PostgreSQL.
+    let beside_sqlite = builder.dir().join("sb.db.dev-secret");
+    let in_workdir = builder.dir().join("switchboard.dev-secret");
+    assert!(
+        beside_sqlite.exists() || in_workdir.exists(),
+        "the secret is kept next to the database"
+    );
 
     let socket = server
         .socket("/agent")
@@ -121,7 +126,7 @@ async fn migrate_applies_every_migration_and_exits() {
     let (ok, _, stderr) = builder.run(&["migrate"]).await;
     assert!(ok, "{stderr}");
     use migration::MigratorTrait;
-    let db = sea_orm::Database::connect(builder.database_url())
+    let db = sea_orm::Database::connect(builder.database_url().await)
         .await
         .unwrap();
     assert!(

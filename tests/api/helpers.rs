@@ -75,6 +75,7 @@ fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static, lines: Li
 /// A server to start: environment and flags on top of a fresh database.
 pub struct ServerBuilder {
     dir: Arc<TempDir>,
+    database_url: Arc<tokio::sync::OnceCell<String>>,
     env: Vec<(String, String)>,
     args: Vec<String>,
 }
@@ -89,6 +90,7 @@ impl ServerBuilder {
     pub fn new() -> Self {
         Self {
             dir: Arc::new(tempfile::tempdir().expect("temp dir")),
+            database_url: Default::default(),
             env: Vec::new(),
             args: Vec::new(),
         }
@@ -115,16 +117,27 @@ impl ServerBuilder {
         self.dir.path()
     }
 
-    pub fn database_url(&self) -> String {
-        format!("sqlite://{}/sb.db?mode=rwc", self.dir.path().display())
+    /// A fresh database for this builder: a SQLite file in its directory,
+    /// or, when `SWITCHBOARD_TEST_POSTGRES_URL` names a PostgreSQL server
+    /// (as `.ci/run` does for its second pass), a new database there.
+    pub async fn database_url(&self) -> String {
+        self.database_url
+            .get_or_init(|| async {
+                match std::env::var("SWITCHBOARD_TEST_POSTGRES_URL") {
+                    Ok(admin_url) => fresh_postgres_database(&admin_url).await,
+                    Err(_) => format!("sqlite://{}/sb.db?mode=rwc", self.dir.path().display()),
+                }
+            })
+            .await
+            .clone()
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    async fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .env("DATABASE_URL", self.database_url())
+            .env("DATABASE_URL", self.database_url().await)
             .current_dir(self.dir.path())
             .args(args)
             .stdin(Stdio::null())
@@ -141,7 +154,11 @@ impl ServerBuilder {
     pub async fn spawn(&self) -> TestServer {
         let mut args = vec!["serve", "--bind", "127.0.0.1:0", "--log-format", "json"];
         args.extend(self.args.iter().map(String::as_str));
-        let mut child = self.command(&args).spawn().expect("spawn switchboard");
+        let mut child = self
+            .command(&args)
+            .await
+            .spawn()
+            .expect("spawn switchboard");
         let (logs, mut logs_changed) = Lines::new();
         let (stdout, _) = Lines::new();
         collect(child.stderr.take().unwrap(), logs.clone());
@@ -184,13 +201,33 @@ impl ServerBuilder {
 
     /// Runs a `switchboard` command to completion: (success, stdout, stderr).
     pub async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = self.command(args).output().await.expect("run switchboard");
+        let out = self
+            .command(args)
+            .await
+            .output()
+            .await
+            .expect("run switchboard");
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
+}
+
+async fn fresh_postgres_database(admin_url: &str) -> String {
+    use sea_orm::ConnectionTrait;
+    let name = format!("sb_test_{}", uuid::Uuid::now_v7().simple());
+    let admin = sea_orm::Database::connect(admin_url)
+        .await
+        .expect("connect to SWITCHBOARD_TEST_POSTGRES_URL");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create a test database");
+    admin.close().await.ok();
+    let (server, _) = admin_url.rsplit_once('/').expect("a postgres:// URL");
+    format!("{server}/{name}")
 }
 
 pub struct TestServer {
@@ -241,6 +278,79 @@ impl TestServer {
     pub fn http(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("an address")
+    }
+
+    /// Creates a session for the holder of `token`; returns its id.
+    pub async fn create_session(&self, token: &str) -> String {
+        let response = reqwest::Client::new()
+            .post(self.http("/v1/sessions"))
+            .bearer_auth(token)
+            .json(&json!({ "title": "test" }))
+            .send()
+            .await
+            .expect("create session");
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        body["session"]["id"].as_str().expect("id").to_owned()
+    }
+
+    /// `POST /v1/sessions/{id}/events`: (status, body).
+    pub async fn append(
+        &self,
+        token: &str,
+        session: &str,
+        body: Value,
+    ) -> (reqwest::StatusCode, Value) {
+        let response = reqwest::Client::new()
+            .post(self.http(&format!("/v1/sessions/{session}/events")))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("append");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Appends `count` `info` events one request each; returns the last seq.
+    pub async fn append_infos(&self, token: &str, session: &str, count: usize) -> i64 {
+        let mut last = 0;
+        for i in 0..count {
+            let (status, body) = self
+                .append(
+                    token,
+                    session,
+                    json!({ "events": [info(&format!("m{i}"))] }),
+                )
+                .await;
+            assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+            last = body["last_seq"].as_i64().expect("last_seq");
+        }
+        last
+    }
+
+    /// `GET` with a bearer token: (status, body).
+    pub async fn get(&self, token: &str, path: &str) -> (reqwest::StatusCode, Value) {
+        let response = reqwest::Client::new()
+            .get(self.http(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// An `info` event for ingest.
+pub fn info(message: &str) -> Value {
+    json!({ "type": "info", "data": { "message": message } })
 }
 
 /// Both transports of the official client, by name.
@@ -279,9 +389,11 @@ pub struct SocketBuilder {
     builder: ClientBuilder,
 }
 
-/// A connected socket.
+/// A connected socket; `events` receives every server event as
+/// `(name, first argument)`.
 pub struct Socket {
     pub client: Client,
+    pub events: mpsc::UnboundedReceiver<(String, Value)>,
 }
 
 impl SocketBuilder {
@@ -323,6 +435,7 @@ impl SocketBuilder {
     pub async fn connect(self) -> Result<Socket, String> {
         let (status_tx, mut status_rx) = mpsc::unbounded_channel::<Result<(), String>>();
         let on_error = status_tx.clone();
+        let (events_tx, events) = mpsc::unbounded_channel();
         let builder = self
             .builder
             .on(Event::Connect, move |_, _| {
@@ -332,13 +445,20 @@ impl SocketBuilder {
             .on(Event::Error, move |payload, _| {
                 let _ = on_error.send(Err(connect_error_message(&payload)));
                 async {}.boxed()
+            })
+            .on_any(move |event, payload, _| {
+                if let (Event::Custom(name), Payload::Text(args)) = (event, payload) {
+                    let first = args.into_iter().next().unwrap_or(Value::Null);
+                    let _ = events_tx.send((name, first));
+                }
+                async {}.boxed()
             });
         let client = builder
             .connect()
             .await
             .map_err(|e| format!("transport: {e}"))?;
         match tokio::time::timeout(WAIT, status_rx.recv()).await {
-            Ok(Some(Ok(()))) => Ok(Socket { client }),
+            Ok(Some(Ok(()))) => Ok(Socket { client, events }),
             Ok(Some(Err(message))) => {
                 let _ = client.disconnect().await;
                 Err(message)
@@ -406,6 +526,35 @@ impl Socket {
             .await
             .expect("ack in time")
             .expect("ack")
+    }
+
+    /// The next server event named `name` (others are skipped).
+    pub async fn next(&mut self, name: &str) -> Value {
+        loop {
+            let (event, payload) = tokio::time::timeout(WAIT, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {name} event in time"))
+                .expect("socket open");
+            if event == name {
+                return payload;
+            }
+        }
+    }
+
+    /// The next `count` session events, checking they continue from `after`
+    /// with no gap and no duplicate.
+    pub async fn events_after(&mut self, after: i64, count: usize) -> Vec<Value> {
+        let mut out = Vec::with_capacity(count);
+        for i in 0..count {
+            let event = self.next("agent:event").await;
+            assert_eq!(
+                event["seq"],
+                after + 1 + i as i64,
+                "gap or duplicate: {event}"
+            );
+            out.push(event);
+        }
+        out
     }
 
     pub async fn disconnect(self) {

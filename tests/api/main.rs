@@ -5,4 +5,7 @@ mod cli;
 mod handshake;
 mod helpers;
 mod http;
+mod ingest;
+mod log;
+mod sessions;
 mod shutdown;

@@ -1,0 +1,253 @@
+//! A session's events over HTTP: producers append (`POST …/events`),
+//! readers page through them (`GET …/events`) or stream them as
+//! Server-Sent Events (`GET …/stream`).
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt};
+use http::HeaderMap;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::auth::http::Caller;
+use crate::error::ApiError;
+use crate::http::extract::Query;
+use crate::ids::{Seq, SessionId};
+use crate::log::{NewEvent, Sink, event::is_producer_type};
+use crate::payload::parse;
+use crate::sessions;
+use crate::state::AppState;
+
+/// Most events one ingest request may carry.
+pub const MAX_BATCH_EVENTS: usize = 1_000;
+/// Largest ingest request body.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    events: Vec<IngestEvent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    data: Value,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// `POST /v1/sessions/{id}/events`: `{ events: [{ type, data, idempotency_key? }] }`
+/// → `{ first_seq, last_seq, duplicates }`. All or nothing.
+pub async fn append(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let id = sessions::parse_id(&id, "session id")?;
+    sessions::load_for(&state.db, &me, &id).await?;
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BATCH_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::TooLarge(format!("the request body exceeds {MAX_BATCH_BYTES} bytes"))
+        })?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::InvalidPayload(format!("the body is not JSON: {e}")))?;
+    let batch: Batch = parse(value)?;
+    if batch.events.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::TooLarge(format!(
+            "events: {} events in one request; at most {MAX_BATCH_EVENTS}",
+            batch.events.len()
+        )));
+    }
+    let events = batch
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| validate(i, event))
+        .collect::<Result<Vec<_>, _>>()?;
+    let appended = state.log.append(&id, events).await?;
+    Ok(Json(json!({
+        "first_seq": appended.first_seq(),
+        "last_seq": appended.last_seq(),
+        "duplicates": appended.duplicates,
+    })))
+}
+
+fn validate(index: usize, event: IngestEvent) -> Result<NewEvent, ApiError> {
+    let at = format!("events[{index}]");
+    if !is_producer_type(&event.kind) {
+        return Err(ApiError::Unprocessable(format!(
+            "{at}.type: {:?} cannot be appended by producers \
+             (allowed: output, progress, info, error, tool.call, tool.result, x.*)",
+            event.kind
+        )));
+    }
+    if let Some(key) = &event.idempotency_key
+        && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY)
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "{at}.idempotency_key: must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"
+        )));
+    }
+    crate::log::event::check_data(&event.kind, &event.data)
+        .map_err(|e| ApiError::Unprocessable(format!("{at} ({}): data{e}", event.kind)))?;
+    let data = serde_json::value::to_raw_value(&event.data)
+        .map_err(|e| ApiError::Unprocessable(format!("{at}.data: {e}")))?;
+    Ok(NewEvent {
+        kind: event.kind,
+        run_id: None,
+        data,
+        idempotency_key: event.idempotency_key,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    #[serde(default)]
+    after_seq: Option<Seq>,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+/// `GET /v1/sessions/{id}/events?after_seq=&limit=`: stored events, oldest first.
+pub async fn read(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    let id = sessions::parse_id(&id, "session id")?;
+    let session = sessions::load_for(&state.db, &me, &id).await?;
+    let limit = crate::payload::limit(query.limit, 100, 1_000)?;
+    let after = non_negative(query.after_seq.unwrap_or(0))?;
+    if after > session.head_seq {
+        return Err(ApiError::Conflict(format!(
+            "after_seq {after} is beyond the session's head_seq {}",
+            session.head_seq
+        )));
+    }
+    let truncated = after < session.first_seq - 1;
+    let from = after.max(session.first_seq - 1);
+    let events = state.log.read(&id, from, limit).await?;
+    let next_after_seq = events
+        .last()
+        .filter(|_| events.len() as u64 == limit)
+        .map(|e| e.seq);
+    Ok(Json(EventPage {
+        events: events.iter().map(|e| &*e.json).collect(),
+        head_seq: session.head_seq,
+        first_seq: session.first_seq,
+        truncated: truncated.then_some(true),
+        next_after_seq,
+    })
+    .into_response())
+}
+
+/// A page of stored events; each envelope is sent as it was serialized.
+#[derive(serde::Serialize)]
+struct EventPage<'a> {
+    events: Vec<&'a RawValue>,
+    head_seq: Seq,
+    first_seq: Seq,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after_seq: Option<Seq>,
+}
+
+fn non_negative(seq: Seq) -> Result<Seq, ApiError> {
+    if seq < 0 {
+        return Err(ApiError::InvalidPayload(
+            "after_seq: must not be negative".into(),
+        ));
+    }
+    Ok(seq)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    #[serde(default)]
+    after_seq: Option<Seq>,
+}
+
+/// Events buffered per SSE stream before it falls back to catch-up.
+const SSE_BUFFER: usize = 256;
+
+/// `GET /v1/sessions/{id}/stream`: Server-Sent Events, `id:` = seq, resuming
+/// after `Last-Event-ID` (or `?after_seq=`), with keep-alive comments.
+pub async fn stream(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Query(query): Query<StreamQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let id = sessions::parse_id(&id, "session id")?;
+    let session = sessions::load_for(&state.db, &me, &id).await?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<Seq>().ok())
+                .ok_or_else(|| ApiError::InvalidPayload("Last-Event-ID: not a seq".into()))
+        })
+        .transpose()?;
+    let after = non_negative(last_event_id.or(query.after_seq).unwrap_or(0))?;
+
+    let (sink, rx) = Sink::channel(SSE_BUFFER);
+    let sink_id = sink.id();
+    let pending = state
+        .log
+        .prepare_subscription(&id, sink, after, session.first_seq)
+        .await?;
+    let preamble = pending.truncated_to.map(|first_seq| {
+        Ok(Event::default()
+            .event("truncated")
+            .data(json!({ "first_seq": first_seq }).to_string()))
+    });
+    pending.start();
+
+    let guard = Unsubscribe {
+        log: state.log.clone(),
+        session: id,
+        sink: sink_id,
+    };
+    let events = ReceiverStream::new(rx).map(move |event| {
+        let _keep = &guard;
+        Ok(Event::default()
+            .id(event.seq.to_string())
+            .data(event.json.get()))
+    });
+    let stream = futures_util::stream::iter(preamble)
+        .chain(events)
+        .take_until(state.shutdown.clone().cancelled_owned());
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.config.sse_keep_alive)))
+}
+
+/// Ends the SSE subscription when the response stream is dropped.
+struct Unsubscribe {
+    log: crate::log::EventLog,
+    session: SessionId,
+    sink: crate::log::SinkId,
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        self.log.unsubscribe(&self.session, &self.sink);
+    }
+}

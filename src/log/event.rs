@@ -1,0 +1,216 @@
+//! Events: what is appended ([`NewEvent`]) and what was committed
+//! ([`Committed`], its envelope serialized once and shared by every
+//! delivery — live, replay, HTTP and SSE).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::ids::{RunId, Seq};
+
+/// An event to append. `data` is JSON.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: String,
+    pub run_id: Option<RunId>,
+    pub data: Box<RawValue>,
+    pub idempotency_key: Option<String>,
+}
+
+impl NewEvent {
+    /// A server event (no idempotency key).
+    pub fn new(kind: &str, run_id: Option<&RunId>, data: &impl Serialize) -> Self {
+        let data = serde_json::value::to_raw_value(data)
+            .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("valid JSON"));
+        Self {
+            kind: kind.to_owned(),
+            run_id: run_id.cloned(),
+            data,
+            idempotency_key: None,
+        }
+    }
+}
+
+/// A committed event.
+#[derive(Debug)]
+pub struct Committed {
+    pub seq: Seq,
+    /// The PROTOCOL §4.3 envelope, as JSON.
+    pub json: Box<RawValue>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    session_id: &'a str,
+    seq: Seq,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    run_id: Option<&'a str>,
+    ts: String,
+    data: &'a RawValue,
+}
+
+impl Committed {
+    pub fn new(
+        session_id: &str,
+        seq: Seq,
+        kind: &str,
+        run_id: Option<&str>,
+        ts: &DateTime<Utc>,
+        data: &RawValue,
+    ) -> Arc<Self> {
+        let envelope = Envelope {
+            session_id,
+            seq,
+            kind,
+            run_id,
+            ts: crate::time::format(ts),
+            data,
+        };
+        let json = serde_json::value::to_raw_value(&envelope).expect("an envelope is valid JSON");
+        Arc::new(Self { seq, json })
+    }
+
+    pub fn from_row(row: &entity::event::Model) -> Arc<Self> {
+        let data = RawValue::from_string(row.data.clone())
+            .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("valid JSON"));
+        Self::new(
+            &row.session_id,
+            row.seq,
+            &row.kind,
+            row.run_id.as_deref(),
+            &row.created_at,
+            &data,
+        )
+    }
+}
+
+/// Event types a producer may append over HTTP.
+pub fn is_producer_type(kind: &str) -> bool {
+    matches!(
+        kind,
+        "output" | "progress" | "info" | "error" | "tool.call" | "tool.result"
+    ) || kind.strip_prefix("x.").is_some_and(|rest| !rest.is_empty())
+}
+
+/// The log a subscriber or reader is told about when what it asked for was
+/// pruned.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Window {
+    pub head_seq: Seq,
+    /// Oldest stored seq (head + 1 when nothing is stored).
+    pub first_seq: Seq,
+}
+
+/// The shapes of the typed event types' `data` (PROTOCOL §4.3). `x.*` and
+/// server-only types are not checked here.
+mod shapes {
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Stream {
+        Stdout,
+        Stderr,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub struct Output {
+        pub stream: Stream,
+        pub data: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub struct Progress {
+        pub passing: Option<u64>,
+        pub total: Option<u64>,
+        pub message: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub struct Info {
+        pub message: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub struct Error {
+        pub code: String,
+        pub message: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Target {
+        Gateway,
+        Server,
+        User,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub struct ToolCall {
+        pub call_id: String,
+        pub name: String,
+        pub arguments: Value,
+        pub target: Target,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ResultStatus {
+        Success,
+        Error,
+        Denied,
+        Timeout,
+        Cancelled,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub struct ToolResult {
+        pub call_id: String,
+        pub status: ResultStatus,
+        pub output: Value,
+    }
+}
+
+/// Checks `data` against the shape of `kind`. The error starts with the
+/// path inside `data` (`.stream: unknown variant …`, or `: …` for `data`
+/// itself).
+pub fn check_data(kind: &str, data: &serde_json::Value) -> Result<(), String> {
+    fn check<T: serde::de::DeserializeOwned>(data: &serde_json::Value) -> Result<(), String> {
+        serde_path_to_error::deserialize::<_, T>(data)
+            .map(drop)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path == "." {
+                    format!(": {inner}")
+                } else {
+                    format!(".{path}: {inner}")
+                }
+            })
+    }
+    match kind {
+        "output" => check::<shapes::Output>(data),
+        "progress" => check::<shapes::Progress>(data),
+        "info" => check::<shapes::Info>(data),
+        "error" => check::<shapes::Error>(data),
+        "tool.call" => check::<shapes::ToolCall>(data),
+        "tool.result" => check::<shapes::ToolResult>(data),
+        _ => Ok(()),
+    }
+}

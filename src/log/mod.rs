@@ -1,0 +1,303 @@
+//! The session event log: append, publish, subscribe, replay.
+//!
+//! Every session has an append-only log with a contiguous `seq`. All live
+//! delivery and all replay come from it:
+//!
+//! - **One writer per session.** [`EventLog::append`] hands events to the
+//!   session's writer task, which commits everything queued in one
+//!   transaction (group commit) and allocates seqs by incrementing the
+//!   session row's `head_seq` in that transaction ([`store::append`]).
+//! - **Commit, then publish.** Only committed events are published, in seq
+//!   order, under the session's state lock.
+//! - **Subscribers are cursors.** A live subscriber gets each event handed to
+//!   its sink without waiting. A full sink (socketioxide's per-socket buffer)
+//!   turns the subscription into catch-up: a task that reads what was missed
+//!   from the in-memory tail or the database and rejoins live delivery, under
+//!   the same lock as publishing, at exactly the seq where it stopped — so a
+//!   slow subscriber costs only itself, and nothing is lost or repeated.
+//! - A subscriber that cannot take a single event for `lag_timeout` is sent
+//!   `session:lagged { session_id, last_seq }` and dropped; it resubscribes
+//!   with `after_seq = last_seq` when it can keep up again.
+
+pub mod event;
+pub mod sink;
+pub mod store;
+mod subscription;
+mod writer;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::ApiError;
+use crate::ids::{Seq, SessionId};
+pub use event::{Committed, NewEvent, Window};
+pub use sink::{Sink, SinkId};
+use store::{Outcome, StoreError};
+
+/// Tunables of the log.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Keep at most this many events per session (older ones are pruned).
+    pub max_events: Option<u64>,
+    /// Prune events older than this.
+    pub max_age: Option<Duration>,
+    /// Recent events kept in memory per active session, for cheap catch-up.
+    pub tail_len: usize,
+    /// How long a subscriber may accept nothing before it is dropped.
+    pub lag_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_events: None,
+            max_age: None,
+            tail_len: 1024,
+            lag_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The result of an append.
+#[derive(Debug)]
+pub struct Appended {
+    pub events: Vec<Arc<Committed>>,
+    pub duplicates: usize,
+}
+
+impl Appended {
+    pub fn first_seq(&self) -> Option<Seq> {
+        self.events.first().map(|e| e.seq)
+    }
+
+    pub fn last_seq(&self) -> Option<Seq> {
+        self.events.last().map(|e| e.seq)
+    }
+}
+
+#[derive(Clone)]
+pub struct EventLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    settings: Settings,
+    sessions: Mutex<HashMap<SessionId, Arc<SessionLog>>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// One session's writer queue, tail and subscribers.
+struct SessionLog {
+    id: SessionId,
+    db: DatabaseConnection,
+    settings: Settings,
+    tx: mpsc::Sender<AppendRequest>,
+    state: Mutex<State>,
+    tasks: TaskTracker,
+}
+
+struct State {
+    /// The highest seq published.
+    head: Seq,
+    /// The last published events, contiguous, ending at `head`.
+    tail: VecDeque<Arc<Committed>>,
+    subscribers: HashMap<SinkId, Subscriber>,
+}
+
+struct Subscriber {
+    sink: Sink,
+    /// Live: gets events as they are published. Otherwise a catch-up task
+    /// owns delivery.
+    live: bool,
+    /// Set when this subscription is replaced or removed; its catch-up task
+    /// stops before the next delivery.
+    cancelled: Arc<AtomicBool>,
+}
+
+struct AppendRequest {
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Outcome, String>>,
+}
+
+/// A subscription ready to start, once the caller has acknowledged it.
+pub struct Pending {
+    log: Arc<SessionLog>,
+    sink: Sink,
+    start: Seq,
+    pub head_seq: Seq,
+    /// Set when retention pruned events the subscriber asked for.
+    pub truncated_to: Option<Seq>,
+}
+
+impl EventLog {
+    pub fn new(
+        db: DatabaseConnection,
+        settings: Settings,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let log = Self {
+            inner: Arc::new(Inner {
+                db,
+                settings,
+                sessions: Mutex::default(),
+                tasks,
+                shutdown,
+            }),
+        };
+        if let Some(max_age) = log.inner.settings.max_age {
+            log.inner.tasks.spawn(writer::prune_by_age(
+                log.inner.db.clone(),
+                max_age,
+                log.inner.shutdown.clone(),
+            ));
+        }
+        log
+    }
+
+    /// Appends `events` atomically with contiguous seqs and publishes them.
+    pub async fn append(
+        &self,
+        session: &SessionId,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, ApiError> {
+        let mut events = Some(events);
+        for _ in 0..3 {
+            let log = self.session(session).await?;
+            let (reply, answer) = oneshot::channel();
+            let request = AppendRequest {
+                events: events.take().unwrap_or_default(),
+                reply,
+            };
+            match log.tx.send(request).await {
+                Ok(()) => {
+                    let outcome = answer
+                        .await
+                        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
+                        .map_err(|message| ApiError::Internal(anyhow::anyhow!(message)))?;
+                    return Ok(Appended {
+                        events: outcome.events,
+                        duplicates: outcome.duplicates,
+                    });
+                }
+                // The writer retired between lookup and send: take the events
+                // back and ask the next one.
+                Err(mpsc::error::SendError(request)) => events = Some(request.events),
+            }
+        }
+        Err(ApiError::Unavailable(
+            "the session log is restarting; retry".into(),
+        ))
+    }
+
+    /// Prepares a subscription from `after` (exclusive). Errors: `conflict`
+    /// when `after` is beyond the head.
+    pub async fn prepare_subscription(
+        &self,
+        session: &SessionId,
+        sink: Sink,
+        after: Seq,
+        first_seq: Seq,
+    ) -> Result<Pending, ApiError> {
+        let log = self.session(session).await?;
+        let head_seq = log.state.lock().expect("log state").head;
+        if after > head_seq {
+            return Err(ApiError::Conflict(format!(
+                "after_seq {after} is beyond the session's head_seq {head_seq}"
+            )));
+        }
+        let oldest_available = first_seq - 1;
+        let (start, truncated_to) = if after < oldest_available {
+            (oldest_available, Some(first_seq))
+        } else {
+            (after, None)
+        };
+        Ok(Pending {
+            log,
+            sink,
+            start,
+            head_seq,
+            truncated_to,
+        })
+    }
+
+    /// Stops delivery to `sink` for this session.
+    pub fn unsubscribe(&self, session: &SessionId, sink: &SinkId) -> bool {
+        let log = self
+            .inner
+            .sessions
+            .lock()
+            .expect("sessions")
+            .get(session)
+            .cloned();
+        log.is_some_and(|log| log.remove(sink, None))
+    }
+
+    /// Stored events after `after`, oldest first.
+    pub async fn read(
+        &self,
+        session: &SessionId,
+        after: Seq,
+        limit: u64,
+    ) -> Result<Vec<Arc<Committed>>, ApiError> {
+        Ok(store::read(&self.inner.db, session, after, limit).await?)
+    }
+
+    /// The session's writer state, created on first use.
+    async fn session(&self, id: &SessionId) -> Result<Arc<SessionLog>, ApiError> {
+        if let Some(log) = self.inner.sessions.lock().expect("sessions").get(id) {
+            return Ok(log.clone());
+        }
+        let window = store::window(&self.inner.db, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
+        let mut sessions = self.inner.sessions.lock().expect("sessions");
+        if let Some(log) = sessions.get(id) {
+            return Ok(log.clone());
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let log = Arc::new(SessionLog {
+            id: id.clone(),
+            db: self.inner.db.clone(),
+            settings: self.inner.settings.clone(),
+            tx,
+            state: Mutex::new(State {
+                head: window.head_seq,
+                tail: VecDeque::new(),
+                subscribers: HashMap::new(),
+            }),
+            tasks: self.inner.tasks.clone(),
+        });
+        sessions.insert(id.clone(), log.clone());
+        self.inner
+            .tasks
+            .spawn(writer::run(self.inner.clone(), log.clone(), rx));
+        Ok(log)
+    }
+}
+
+impl Pending {
+    /// Registers the subscriber and starts replaying from the chosen seq;
+    /// live delivery follows without a gap or a duplicate.
+    pub fn start(self) {
+        self.log.subscribe(self.sink, self.start);
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NoSession(id) => ApiError::NotFound(format!("no session {id}")),
+            StoreError::Db(e) => e.into(),
+        }
+    }
+}

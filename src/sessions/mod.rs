@@ -1,0 +1,182 @@
+//! Sessions: creation, listing, and the ownership rule — a user sees and
+//! acts on their own sessions only (role `admin`: every session). Every
+//! lookup on behalf of a client goes through [`load_for`].
+
+pub mod messages;
+
+use chrono::{DateTime, Utc};
+use entity::session;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::ids::{Seq, SessionId};
+
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Idle,
+    Running,
+    AwaitingTool,
+    AwaitingApproval,
+    AwaitingInput,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Idle => "idle",
+            Status::Running => "running",
+            Status::AwaitingTool => "awaiting_tool",
+            Status::AwaitingApproval => "awaiting_approval",
+            Status::AwaitingInput => "awaiting_input",
+        }
+    }
+}
+
+/// A session as clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub owner: String,
+    pub title: String,
+    pub status: String,
+    pub head_seq: Seq,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub metadata: Value,
+}
+
+impl From<session::Model> for SessionView {
+    fn from(m: session::Model) -> Self {
+        Self {
+            metadata: serde_json::from_str(&m.metadata)
+                .unwrap_or_else(|_| Value::Object(Map::new())),
+            id: m.id,
+            owner: m.owner,
+            title: m.title,
+            status: m.status,
+            head_seq: m.head_seq,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// `session:create` / `POST /v1/sessions`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// `session:list` / `GET /v1/sessions`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListSessions {
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub before: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionPage {
+    pub sessions: Vec<SessionView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
+}
+
+/// Parses a client-supplied session id (`field` names it in the error).
+pub fn parse_id(text: &str, field: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(text).ok_or_else(|| {
+        ApiError::InvalidPayload(format!("{field}: {text:?} is not a session id (a UUID)"))
+    })
+}
+
+pub async fn create(
+    db: &impl ConnectionTrait,
+    owner: &Identity,
+    request: CreateSession,
+) -> Result<SessionView, ApiError> {
+    let title = request.title.unwrap_or_default();
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::TooLarge(format!(
+            "title: longer than {MAX_TITLE_CHARS} characters"
+        )));
+    }
+    let metadata = Value::Object(request.metadata.unwrap_or_default()).to_string();
+    if metadata.len() > MAX_METADATA_BYTES {
+        return Err(ApiError::TooLarge(format!(
+            "metadata: larger than {MAX_METADATA_BYTES} bytes"
+        )));
+    }
+    let now = crate::time::now();
+    let model = session::ActiveModel {
+        id: Set(SessionId::generate().into_string()),
+        owner: Set(owner.user_id.as_str().to_owned()),
+        title: Set(title),
+        status: Set(Status::Idle.as_str().to_owned()),
+        head_seq: Set(0),
+        first_seq: Set(1),
+        metadata: Set(metadata),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(model.into())
+}
+
+/// The caller's sessions, newest first.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    caller: &Identity,
+    request: ListSessions,
+) -> Result<SessionPage, ApiError> {
+    let limit = crate::payload::limit(request.limit, 50, 200)?;
+    let mut query = session::Entity::find()
+        .filter(session::Column::Owner.eq(caller.user_id.as_str()))
+        .order_by_desc(session::Column::Id)
+        .limit(limit);
+    if let Some(before) = &request.before {
+        let before = parse_id(before, "before")?;
+        query = query.filter(session::Column::Id.lt(before.as_str()));
+    }
+    let sessions: Vec<SessionView> = query.all(db).await?.into_iter().map(Into::into).collect();
+    let next_before = (sessions.len() as u64 == limit)
+        .then(|| sessions.last().map(|s| s.id.clone()))
+        .flatten();
+    Ok(SessionPage {
+        sessions,
+        next_before,
+    })
+}
+
+/// Loads a session the caller may act on: `not_found` when no session has
+/// this id, `forbidden` when it is someone else's (and the caller is no admin).
+pub async fn load_for(
+    db: &impl ConnectionTrait,
+    caller: &Identity,
+    id: &SessionId,
+) -> Result<session::Model, ApiError> {
+    let session = session::Entity::find_by_id(id.as_str())
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
+    if session.owner != caller.user_id.as_str() && !caller.is_admin() {
+        return Err(ApiError::forbidden());
+    }
+    Ok(session)
+}
