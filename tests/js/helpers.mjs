@@ -7,10 +7,12 @@ import { spawn } from 'node:child_process';
 import { createHmac, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
+import { EventSource } from 'eventsource';
 import { io } from 'socket.io-client';
 
 export const SERVER_BIN =
@@ -39,12 +41,17 @@ process.once('exit', () => {
  * - `env`: extra environment variables (the process inherits only PATH), or
  *   a function `({ dir }) => env` of the server's temporary directory.
  * - `files`: `{ name: content }` written into that directory before start.
+ * - `bind`: the listen address (default `127.0.0.1:0`, a free port); with
+ *   `freePort()`, a server can be restarted on the same address.
+ * - To keep the database across servers, pass `DATABASE_URL` in `env`
+ *   pointing into a directory of your own (`tempDir`): the server's own
+ *   directory is removed when it stops.
  *
  * Resolves once the server logged `listening`, with
  * `{ url, port, host, dir, logs, stderr(), waitForLog(predicate, timeoutMs), stop() }`.
  * Rejects with the collected stderr if the process exits before listening.
  */
-export async function startServer({ env = {}, files = {} } = {}) {
+export async function startServer({ env = {}, files = {}, bind = '127.0.0.1:0' } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'switchboard-js-'));
   for (const [name, content] of Object.entries(files)) {
     await writeFile(join(dir, name), content);
@@ -52,7 +59,7 @@ export async function startServer({ env = {}, files = {} } = {}) {
   const extra = typeof env === 'function' ? env({ dir }) : env;
   const child = spawn(
     SERVER_BIN,
-    ['serve', '--bind', '127.0.0.1:0', '--log-format', 'json'],
+    ['serve', '--bind', bind, '--log-format', 'json'],
     {
       env: {
         PATH: process.env.PATH,
@@ -429,4 +436,280 @@ export async function socketTokenFor(server, cookie) {
   const body = await res.text();
   assert.equal(res.status, 200, `socket-token answered ${res.status}: ${body}`);
   return JSON.parse(body).token;
+}
+
+// ---------------------------------------------------------------------------
+// Ports, directories, waiting
+
+/** A free TCP port on 127.0.0.1: bound to port 0, then released. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = createTcpServer();
+    probe.unref();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** A temporary directory, removed when the test `t` ends. */
+export async function tempDir(t) {
+  const dir = await mkdtemp(join(tmpdir(), 'switchboard-js-data-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * Resolves with the first argument of the next `event` on `emitter` (a
+ * socket, a Manager, an EventSource…); rejects after `timeoutMs`.
+ */
+export function nextEvent(emitter, event, timeoutMs = 5000) {
+  const on = (emitter.on ?? emitter.addEventListener).bind(emitter);
+  const off = (emitter.off ?? emitter.removeEventListener).bind(emitter);
+  return new Promise((resolve, reject) => {
+    const listener = (value) => {
+      clearTimeout(timer);
+      off(event, listener);
+      resolve(value);
+    };
+    const timer = setTimeout(() => {
+      off(event, listener);
+      reject(new Error(`no ${event} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    on(event, listener);
+  });
+}
+
+/** Resolves or rejects like `promise`, but rejects naming `what` after `timeoutMs`. */
+export function withTimeout(promise, timeoutMs, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no ${what} within ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+// ---------------------------------------------------------------------------
+// Sessions and events
+
+/** The `{ ok: false, error: { code } }` acknowledgement check; returns the message. */
+export function assertAckError(answer, code, what = 'the request') {
+  assert.equal(answer?.ok, false, `${what} should fail with ${code}: ${JSON.stringify(answer)}`);
+  assert.deepEqual(Object.keys(answer).sort(), ['error', 'ok'], `${what}: ${JSON.stringify(answer)}`);
+  assert.equal(answer.error?.code, code, `${what}: ${JSON.stringify(answer)}`);
+  assert.equal(typeof answer.error.message, 'string');
+  return answer.error.message;
+}
+
+/**
+ * A JSON client of the HTTP API for `token` (`base` is a server or its URL).
+ * `request(method, path, body?, headers?)` resolves with `{ status, headers,
+ * body }` (body parsed when JSON); the other methods assert success and
+ * resolve with the parsed body.
+ */
+export function httpApi(base, token) {
+  const url = typeof base === 'string' ? base : base.url;
+  async function request(method, path, body, headers = {}) {
+    const h = { authorization: `Bearer ${token}`, ...headers };
+    const init = { method, headers: h };
+    if (body !== undefined) {
+      h['content-type'] = 'application/json';
+      init.body = typeof body === 'string' ? body : JSON.stringify(body);
+    }
+    const res = await fetch(url + path, init);
+    const text = await res.text();
+    let parsed = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.status, headers: res.headers, body: parsed };
+  }
+  async function expect(status, method, path, body) {
+    const res = await request(method, path, body);
+    assert.equal(res.status, status, `${method} ${path} answered ${res.status}: ${JSON.stringify(res.body)}`);
+    return res.body;
+  }
+  return {
+    request,
+    /** `POST /v1/sessions` → the session. */
+    async createSession(body = {}) {
+      return (await expect(201, 'POST', '/v1/sessions', body)).session;
+    },
+    async getSession(id) {
+      return (await expect(200, 'GET', `/v1/sessions/${id}`)).session;
+    },
+    /** `POST /v1/sessions/{id}/events` → `{ first_seq, last_seq, duplicates }`. */
+    append(id, events) {
+      return expect(200, 'POST', `/v1/sessions/${id}/events`, { events });
+    },
+    /** Appends `events` in batches of `size`, one request after the other; resolves with the last answer. */
+    async appendInBatches(id, events, size = 500) {
+      let last;
+      for (let i = 0; i < events.length; i += size) last = await this.append(id, events.slice(i, i + size));
+      return last;
+    },
+    /** `GET /v1/sessions/{id}/events?…` → the page. */
+    readEvents(id, query = {}) {
+      const qs = new URLSearchParams(query).toString();
+      return expect(200, 'GET', `/v1/sessions/${id}/events${qs ? `?${qs}` : ''}`);
+    },
+  };
+}
+
+/** `n` producer events `output {stream: 'stdout', data: '<prefix><i>'}`, i from `from`. */
+export function outputEvents(n, { prefix = 'line ', from = 1 } = {}) {
+  return Array.from({ length: n }, (_, i) => ({
+    type: 'output',
+    data: { stream: 'stdout', data: `${prefix}${from + i}` },
+  }));
+}
+
+/**
+ * Records the `agent:event` envelopes that `socket` receives for
+ * `sessionId`, in arrival order. Register it BEFORE emitting
+ * `session:subscribe`: the client may run `agent:event` listeners before the
+ * subscribe acknowledgement's promise continues.
+ *
+ * `events`, `seqs()`, `last` (highest seq seen, 0 at first) and
+ * `waitForSeq(seq, timeoutMs)`, which resolves once an event with at least
+ * that seq arrived and rejects after the timeout, naming what arrived.
+ */
+export function collectEvents(socket, sessionId) {
+  const events = [];
+  const waiters = new Set();
+  const collector = {
+    events,
+    last: 0,
+    seqs: () => events.map((e) => e.seq),
+    waitForSeq(seq, timeoutMs = 10_000) {
+      if (collector.last >= seq) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const waiter = { seq, resolve };
+        const timer = setTimeout(() => {
+          waiters.delete(waiter);
+          reject(
+            new Error(
+              `seq ${seq} not received within ${timeoutMs} ms; got ${events.length} events, last seq ${collector.last}`,
+            ),
+          );
+        }, timeoutMs);
+        waiter.resolve = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        waiters.add(waiter);
+      });
+    },
+    stop: () => socket.off('agent:event', listener),
+  };
+  function listener(envelope) {
+    if (envelope?.session_id !== sessionId) return;
+    events.push(envelope);
+    collector.last = Math.max(collector.last, envelope.seq);
+    for (const waiter of waiters) {
+      if (collector.last >= waiter.seq) {
+        waiters.delete(waiter);
+        waiter.resolve();
+      }
+    }
+  }
+  socket.on('agent:event', listener);
+  return collector;
+}
+
+/**
+ * Asserts that `seqs` is exactly `from, from + 1, …, to`: reports the first
+ * duplicate, gap or reordering rather than a diff of the whole list.
+ */
+export function assertContiguous(seqs, from, to, what = 'the received seqs') {
+  const seen = new Set();
+  for (let i = 0; i < seqs.length; i++) {
+    const expected = from + i;
+    if (seqs[i] !== expected) {
+      const kind = seen.has(seqs[i]) ? 'a duplicate' : seqs[i] > expected ? 'a gap' : 'out of order';
+      assert.fail(
+        `${what}: position ${i} holds seq ${seqs[i]} where ${expected} was expected (${kind}); ` +
+          `around it: ${JSON.stringify(seqs.slice(Math.max(0, i - 3), i + 4))}`,
+      );
+    }
+    seen.add(seqs[i]);
+  }
+  assert.equal(
+    seqs.length,
+    to - from + 1,
+    `${what}: ${seqs.length} events from ${from}, expected up to ${to}; last ${seqs.at(-1)}`,
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Server-Sent Events
+
+/**
+ * Opens `url` (a `/v1/sessions/{id}/stream` URL) with the `eventsource`
+ * package, sending `Authorization: Bearer token` and `headers` (e.g.
+ * `Last-Event-ID`) on the first request; the library's own headers win on
+ * its reconnections. Resolves once the stream is open (rejects on an error
+ * event first) with `{ es, messages, ids(), envelopes(), waitForId(id,
+ * timeoutMs), close() }`; `messages` are the `message` events in order.
+ */
+export function openEventStream(url, { token, headers = {} } = {}) {
+  const es = new EventSource(url, {
+    fetch: (input, init) =>
+      fetch(input, {
+        ...init,
+        headers: { ...headers, ...init.headers, authorization: `Bearer ${token}` },
+      }),
+  });
+  const messages = [];
+  const waiters = new Set();
+  const lastId = () => (messages.length ? Number(messages.at(-1).lastEventId) : 0);
+  es.addEventListener('message', (event) => {
+    messages.push(event);
+    for (const waiter of waiters) waiter();
+  });
+  const stream = {
+    es,
+    messages,
+    ids: () => messages.map((m) => Number(m.lastEventId)),
+    envelopes: () => messages.map((m) => JSON.parse(m.data)),
+    waitForId(id, timeoutMs = 5000) {
+      if (lastId() >= id) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const waiter = () => {
+          if (lastId() < id) return;
+          waiters.delete(waiter);
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(waiter);
+          reject(new Error(`SSE id ${id} not received within ${timeoutMs} ms; ids so far ${stream.ids()}`));
+        }, timeoutMs);
+        waiters.add(waiter);
+      });
+    },
+    close: () => es.close(),
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      es.close();
+      reject(new Error(`the event stream ${url} did not open within 5000 ms`));
+    }, 5000);
+    let opened = false;
+    es.addEventListener('open', () => {
+      opened = true;
+      clearTimeout(timer);
+      resolve(stream);
+    }, { once: true });
+    es.addEventListener('error', (event) => {
+      if (opened) return; // later errors: the library reconnects by itself
+      clearTimeout(timer);
+      es.close();
+      reject(new Error(`the event stream ${url} failed: ${event.code ?? ''} ${event.message ?? ''}`));
+    });
+  });
 }
