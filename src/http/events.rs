@@ -21,7 +21,6 @@ use crate::error::ApiError;
 use crate::http::extract::Query;
 use crate::ids::{Seq, SessionId};
 use crate::log::{NewEvent, Sink, event::is_producer_type};
-use crate::payload::parse;
 use crate::sessions;
 use crate::state::AppState;
 
@@ -42,7 +41,8 @@ struct Batch {
 struct IngestEvent {
     #[serde(rename = "type")]
     kind: String,
-    data: Value,
+    /// Kept as the producer sent it: stored and relayed without a re-encode.
+    data: Box<RawValue>,
     #[serde(default)]
     idempotency_key: Option<String>,
 }
@@ -56,15 +56,23 @@ pub async fn append(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let id = sessions::parse_id(&id, "session id")?;
-    sessions::load_for(&state.db, &me, &id).await?;
+    state.log.authorize(&id, &me).await?;
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BATCH_BYTES)
         .await
         .map_err(|_| {
             ApiError::TooLarge(format!("the request body exceeds {MAX_BATCH_BYTES} bytes"))
         })?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::InvalidPayload(format!("the body is not JSON: {e}")))?;
-    let batch: Batch = parse(value)?;
+    let batch: Batch =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&bytes))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if inner.is_syntax() || inner.is_eof() || path == "." {
+                    ApiError::InvalidPayload(format!("the body is not a batch of events: {inner}"))
+                } else {
+                    ApiError::InvalidPayload(format!("{path}: {inner}"))
+                }
+            })?;
     if batch.events.len() > MAX_BATCH_EVENTS {
         return Err(ApiError::TooLarge(format!(
             "events: {} events in one request; at most {MAX_BATCH_EVENTS}",
@@ -103,12 +111,10 @@ fn validate(index: usize, event: IngestEvent) -> Result<NewEvent, ApiError> {
     }
     crate::log::event::check_data(&event.kind, &event.data)
         .map_err(|e| ApiError::Unprocessable(format!("{at} ({}): data{e}", event.kind)))?;
-    let data = serde_json::value::to_raw_value(&event.data)
-        .map_err(|e| ApiError::Unprocessable(format!("{at}.data: {e}")))?;
     Ok(NewEvent {
         kind: event.kind,
         run_id: None,
-        data,
+        data: event.data,
         idempotency_key: event.idempotency_key,
     })
 }

@@ -190,9 +190,10 @@ mod shapes {
 /// Checks `data` against the shape of `kind`. The error starts with the
 /// path inside `data` (`.stream: unknown variant …`, or `: …` for `data`
 /// itself).
-pub fn check_data(kind: &str, data: &serde_json::Value) -> Result<(), String> {
-    fn check<T: serde::de::DeserializeOwned>(data: &serde_json::Value) -> Result<(), String> {
-        serde_path_to_error::deserialize::<_, T>(data)
+pub fn check_data(kind: &str, data: &RawValue) -> Result<(), String> {
+    fn check<T: serde::de::DeserializeOwned>(data: &RawValue) -> Result<(), String> {
+        let mut deserializer = serde_json::Deserializer::from_str(data.get());
+        serde_path_to_error::deserialize::<_, T>(&mut deserializer)
             .map(drop)
             .map_err(|e| {
                 let path = e.path().to_string();

@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::ids::{Seq, SessionId};
 pub use event::{Committed, NewEvent, Window};
@@ -89,6 +90,10 @@ pub struct EventLog {
 
 struct Inner {
     db: DatabaseConnection,
+    /// Held around each log write transaction on SQLite, which has one
+    /// writer at a time: writers of different sessions queue here instead
+    /// of sleeping in SQLite's busy handler. `None` for PostgreSQL.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     settings: Settings,
     sessions: Mutex<HashMap<SessionId, Arc<SessionLog>>>,
     tasks: TaskTracker,
@@ -97,7 +102,11 @@ struct Inner {
 
 /// One session's writer queue, tail and subscribers.
 struct SessionLog {
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     id: SessionId,
+    /// The session's owner (it never changes), for access checks that
+    /// need no query.
+    owner: String,
     db: DatabaseConnection,
     settings: Settings,
     tx: mpsc::Sender<AppendRequest>,
@@ -145,8 +154,11 @@ impl EventLog {
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
+        let write_gate =
+            (db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite).then(Arc::default);
         let log = Self {
             inner: Arc::new(Inner {
+                write_gate,
                 db,
                 settings,
                 sessions: Mutex::default(),
@@ -157,6 +169,7 @@ impl EventLog {
         if let Some(max_age) = log.inner.settings.max_age {
             log.inner.tasks.spawn(writer::prune_by_age(
                 log.inner.db.clone(),
+                log.inner.write_gate.clone(),
                 max_age,
                 log.inner.shutdown.clone(),
             ));
@@ -230,6 +243,17 @@ impl EventLog {
         })
     }
 
+    /// Checks that `caller` may act on the session, like
+    /// [`crate::sessions::load_for`], without a query while the session's
+    /// log is active (the hot path of producers appending event by event).
+    pub async fn authorize(&self, session: &SessionId, caller: &Identity) -> Result<(), ApiError> {
+        let log = self.session(session).await?;
+        if log.owner != caller.user_id.as_str() && !caller.is_admin() {
+            return Err(ApiError::forbidden());
+        }
+        Ok(())
+    }
+
     /// Stops delivery to `sink` for this session.
     pub fn unsubscribe(&self, session: &SessionId, sink: &SinkId) -> bool {
         let log = self
@@ -257,7 +281,7 @@ impl EventLog {
         if let Some(log) = self.inner.sessions.lock().expect("sessions").get(id) {
             return Ok(log.clone());
         }
-        let window = store::window(&self.inner.db, id)
+        let (owner, window) = store::window(&self.inner.db, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
         let mut sessions = self.inner.sessions.lock().expect("sessions");
@@ -266,7 +290,9 @@ impl EventLog {
         }
         let (tx, rx) = mpsc::channel(1024);
         let log = Arc::new(SessionLog {
+            write_gate: self.inner.write_gate.clone(),
             id: id.clone(),
+            owner,
             db: self.inner.db.clone(),
             settings: self.inner.settings.clone(),
             tx,

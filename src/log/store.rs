@@ -178,21 +178,27 @@ pub async fn read(
     Ok(rows.iter().map(Committed::from_row).collect())
 }
 
-/// The session's head and oldest stored seq.
+/// The session's owner, head and oldest stored seq.
 pub async fn window(
     db: &impl ConnectionTrait,
     session_id: &SessionId,
-) -> Result<Option<Window>, DbErr> {
-    let row: Option<(Seq, Seq)> = session::Entity::find_by_id(session_id.as_str())
+) -> Result<Option<(String, Window)>, DbErr> {
+    let row: Option<(String, Seq, Seq)> = session::Entity::find_by_id(session_id.as_str())
         .select_only()
+        .column(session::Column::Owner)
         .column(session::Column::HeadSeq)
         .column(session::Column::FirstSeq)
         .into_tuple()
         .one(db)
         .await?;
-    Ok(row.map(|(head_seq, first_seq)| Window {
-        head_seq,
-        first_seq,
+    Ok(row.map(|(owner, head_seq, first_seq)| {
+        (
+            owner,
+            Window {
+                head_seq,
+                first_seq,
+            },
+        )
     }))
 }
 

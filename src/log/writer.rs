@@ -53,7 +53,13 @@ async fn commit(log: &Arc<SessionLog>, mut batch: Vec<AppendRequest>) {
         .iter_mut()
         .map(|r| std::mem::take(&mut r.events))
         .collect();
-    match store::append(&log.db, &log.id, &requests, log.settings.max_events).await {
+    let permit = match &log.write_gate {
+        Some(gate) => Some(gate.lock().await),
+        None => None,
+    };
+    let result = store::append(&log.db, &log.id, &requests, log.settings.max_events).await;
+    drop(permit);
+    match result {
         Ok(outcomes) => {
             let committed: Vec<_> = outcomes
                 .iter()
@@ -88,6 +94,7 @@ fn retire(inner: &Inner, log: &Arc<SessionLog>, rx: &mpsc::Receiver<AppendReques
 /// Prunes events older than `max_age`, every `max_age / 2` (at most a minute).
 pub(super) async fn prune_by_age(
     db: DatabaseConnection,
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     max_age: Duration,
     shutdown: CancellationToken,
 ) {
@@ -99,7 +106,13 @@ pub(super) async fn prune_by_age(
         }
         let cutoff = crate::time::now()
             - chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
-        match store::prune_older_than(&db, cutoff).await {
+        let permit = match &write_gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        };
+        let result = store::prune_older_than(&db, cutoff).await;
+        drop(permit);
+        match result {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned events past the retention age"),
             Err(error) => tracing::warn!(%error, "pruning old events failed"),

@@ -137,6 +137,21 @@ impl RawSocket {
         }
     }
 
+    /// The next `agent:event`-style packet's JSON argument list, unparsed
+    /// (for load generators that only need a field or two). Answers pings.
+    pub async fn next_event_text(&mut self) -> Result<String, String> {
+        let prefix = format!("42{},", self.ns);
+        loop {
+            let text = self.read_text().await?;
+            if text.starts_with(&prefix) {
+                return Ok(text[prefix.len()..].to_owned());
+            }
+            if text == "2" {
+                self.send("3".into()).await?;
+            }
+        }
+    }
+
     /// Closes the connection.
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;

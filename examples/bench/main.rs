@@ -1,0 +1,382 @@
+//! Load generator: measures the release server from outside its process.
+//!
+//! ```sh
+//! cargo build --release && cargo run --release --example bench -- all
+//! ```
+//!
+//! Scenarios (`all` runs each): `ingest` (durable events/s, batched and one
+//! by one), `replay` (time to replay 100,000 events to one subscriber),
+//! `fanout` (one session, 1,000 WebSocket subscribers: deliveries/s
+//! saturated, and p50/p99 producer→subscriber latency at a fixed rate).
+//! Each scenario starts `target/release/switchboard` on a fresh SQLite
+//! database in a temporary directory, on loopback.
+
+#[path = "../../tests/support/raw_client.rs"]
+mod raw_client;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use raw_client::RawSocket;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const TOKEN: &str = "bench-token";
+
+struct Server {
+    addr: SocketAddr,
+    _child: Child,
+    _dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bin = std::env::var("SWITCHBOARD_BIN").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/switchboard").to_owned()
+        });
+        let mut child = Command::new(&bin)
+            .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
+            )
+            .env("SWITCHBOARD_API_TOKENS", format!("bench:{TOKEN}"))
+            .env("RUST_LOG", "warn,switchboard::app=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin} ({e}); run `cargo build --release` first")
+            });
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next_line().await.unwrap().expect("server exited");
+            let Ok(log) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if log["message"] == "listening" {
+                break log["addr"].as_str().unwrap().parse().unwrap();
+            }
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            addr,
+            _child: child,
+            _dir: dir,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn session(&self) -> String {
+        let body: Value = self
+            .http
+            .post(self.url("/v1/sessions"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "title": "bench" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["session"]["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn append(&self, session: &str, events: &[Value]) -> Value {
+        let response = self
+            .http
+            .post(self.url(&format!("/v1/sessions/{session}/events")))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "events": events }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "append: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+}
+
+/// An `output` event of about 200 bytes on the wire, stamped with the
+/// wall-clock time it was produced (ns since the epoch).
+fn event(i: u64) -> Value {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    json!({ "type": "x.bench", "data": { "t": now, "i": i, "line": "x".repeat(60) } })
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// `"t":123` from an event frame.
+fn stamp(text: &str) -> Option<u64> {
+    let start = text.find("\"t\":")? + 4;
+    let rest = &text[start..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn seq(text: &str) -> Option<i64> {
+    let start = text.find("\"seq\":")? + 6;
+    let rest = &text[start..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn rate(n: f64, elapsed: Duration) -> String {
+    format!("{:>10.0}/s", n / elapsed.as_secs_f64())
+}
+
+async fn ingest() {
+    println!("## ingest (durable, SQLite WAL)");
+    let server = Server::start().await;
+
+    // Batched: 1,000 events per request, 4 producers, 4 sessions.
+    let total = 200_000u64;
+    let producers = 4u64;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..producers)
+        .map(|_| {
+            let server = &server;
+            async move {
+                let session = server.session().await;
+                for chunk in 0..(total / producers / 1000) {
+                    let events: Vec<Value> = (0..1000).map(|i| event(chunk * 1000 + i)).collect();
+                    server.append(&session, &events).await;
+                }
+            }
+        })
+        .collect();
+    futures_util::future::join_all(tasks).await;
+    let elapsed = start.elapsed();
+    println!(
+        "batched (1,000/request, 4 producers): {} ({total} events in {elapsed:.2?})",
+        rate(total as f64, elapsed)
+    );
+
+    // One by one, sequentially: one request per event, waiting for each.
+    let session = server.session().await;
+    let n = 5_000u64;
+    let start = Instant::now();
+    for i in 0..n {
+        server.append(&session, &[event(i)]).await;
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "one by one, 1 producer in sequence:   {} ({n} events in {elapsed:.2?})",
+        rate(n as f64, elapsed)
+    );
+
+    // One by one, 64 concurrent producers on one session (group commit).
+    let session = server.session().await;
+    let per = 500u64;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let server = &server;
+            let session = &session;
+            async move {
+                for i in 0..per {
+                    server.append(session, &[event(i)]).await;
+                }
+            }
+        })
+        .collect();
+    futures_util::future::join_all(tasks).await;
+    let elapsed = start.elapsed();
+    let n = per * 64;
+    println!(
+        "one by one, 64 concurrent producers:  {} ({n} events in {elapsed:.2?})",
+        rate(n as f64, elapsed)
+    );
+}
+
+async fn replay() {
+    println!("## replay");
+    let server = Server::start().await;
+    let session = server.session().await;
+    let total = 100_000i64;
+    for chunk in 0..(total as u64) / 1000 {
+        let events: Vec<Value> = (0..1000).map(|i| event(chunk * 1000 + i)).collect();
+        server.append(&session, &events).await;
+    }
+    for round in 1..=3 {
+        let mut socket = RawSocket::connect(server.addr, "/agent", TOKEN, None)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let ack = socket
+            .request(
+                "session:subscribe",
+                json!({ "session_id": session, "after_seq": 0 }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ack["ok"], true);
+        let mut expected = 1;
+        while expected <= total {
+            let text = socket.next_event_text().await.unwrap();
+            assert_eq!(seq(&text), Some(expected), "replay out of order");
+            expected += 1;
+        }
+        let elapsed = start.elapsed();
+        println!(
+            "replay of {total} events to one subscriber, run {round}: {elapsed:.2?} ({})",
+            rate(total as f64, elapsed)
+        );
+        socket.close().await;
+    }
+}
+
+async fn fanout() {
+    println!("## fan-out (1 session, 1,000 WebSocket subscribers, every event persisted)");
+    let server = Server::start().await;
+    let session = server.session().await;
+    let subscribers = 1000;
+    let received = Arc::new(AtomicU64::new(0));
+    let (latency_tx, mut latency_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut sockets = Vec::new();
+    for _ in 0..subscribers {
+        let mut socket = RawSocket::connect(server.addr, "/agent", TOKEN, None)
+            .await
+            .unwrap();
+        let ack = socket
+            .request("session:subscribe", json!({ "session_id": session }))
+            .await
+            .unwrap();
+        assert_eq!(ack["ok"], true);
+        sockets.push(socket);
+    }
+    for mut socket in sockets {
+        let received = received.clone();
+        let latency_tx = latency_tx.clone();
+        let measuring = measuring.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            while let Ok(text) = socket.next_event_text().await {
+                let s = seq(&text).unwrap_or(0);
+                assert_eq!(s, last + 1, "gap or duplicate at a subscriber");
+                last = s;
+                received.fetch_add(1, Ordering::Relaxed);
+                if measuring.load(Ordering::Relaxed)
+                    && let Some(t) = stamp(&text)
+                {
+                    let _ = latency_tx.send(now_ns().saturating_sub(t));
+                }
+            }
+        });
+    }
+
+    // Saturated: events in batches of 50 as fast as the server takes them.
+    let events = 2_000u64;
+    let start = Instant::now();
+    for chunk in 0..events / 50 {
+        let batch: Vec<Value> = (0..50).map(|i| event(chunk * 50 + i)).collect();
+        server.append(&session, &batch).await;
+    }
+    let target = events * subscribers;
+    while received.load(Ordering::Relaxed) < target {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "saturated: {} deliveries/s ({events} events x {subscribers} subscribers in {elapsed:.2?})",
+        rate(target as f64, elapsed).trim()
+    );
+
+    // Fixed rates: one event per request, evenly spaced; latency measured
+    // from just before the append request to receipt by each subscriber.
+    for per_second in [100u64, 200] {
+        let before = received.load(Ordering::Relaxed);
+        measuring.store(true, Ordering::Relaxed);
+        let seconds = 5;
+        let n = per_second * seconds;
+        let interval = Duration::from_secs_f64(1.0 / per_second as f64);
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let start = Instant::now();
+        let mut inflight = Vec::new();
+        for i in 0..n {
+            tick.tick().await;
+            let server_http = server.http.clone();
+            let url = server.url(&format!("/v1/sessions/{session}/events"));
+            inflight.push(tokio::spawn(async move {
+                server_http
+                    .post(url)
+                    .bearer_auth(TOKEN)
+                    .json(&json!({ "events": [event(i)] }))
+                    .send()
+                    .await
+                    .unwrap();
+            }));
+        }
+        for task in inflight {
+            task.await.unwrap();
+        }
+        let target = before + n * subscribers;
+        while received.load(Ordering::Relaxed) < target {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let elapsed = start.elapsed();
+        measuring.store(false, Ordering::Relaxed);
+        let mut latencies = Vec::new();
+        while let Ok(l) = latency_rx.try_recv() {
+            latencies.push(l);
+        }
+        latencies.sort_unstable();
+        let pct = |p: f64| {
+            latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1e6
+        };
+        println!(
+            "{per_second} events/s = {} deliveries/s target: achieved {} deliveries/s, latency p50 {:.2} ms, p99 {:.2} ms ({} samples)",
+            per_second * subscribers,
+            rate((n * subscribers) as f64, elapsed).trim(),
+            pct(0.50),
+            pct(0.99),
+            latencies.len()
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    let all = which == "all";
+    if all || which == "ingest" {
+        ingest().await;
+    }
+    if all || which == "replay" {
+        replay().await;
+    }
+    if all || which == "fanout" {
+        fanout().await;
+    }
+}
