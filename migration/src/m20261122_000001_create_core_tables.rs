@@ -74,15 +74,12 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Partial: most events carry no key and need no entry here.
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_events_idempotency")
-                    .table(Events::Table)
-                    .col(Events::SessionId)
-                    .col(Events::IdempotencyKey)
-                    .unique()
-                    .to_owned(),
+            .get_connection()
+            .execute_unprepared(
+                "CREATE UNIQUE INDEX idx_events_idempotency ON events (session_id, idempotency_key) \
+                 WHERE idempotency_key IS NOT NULL",
             )
             .await?;
 

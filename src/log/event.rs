@@ -48,17 +48,19 @@ struct Envelope<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
     run_id: Option<&'a str>,
-    ts: String,
+    ts: &'a str,
     data: &'a RawValue,
 }
 
 impl Committed {
+    /// `ts` is the formatted commit time ([`crate::time::format`]), shared
+    /// by every event of a commit.
     pub fn new(
         session_id: &str,
         seq: Seq,
         kind: &str,
         run_id: Option<&str>,
-        ts: &DateTime<Utc>,
+        ts: &str,
         data: &RawValue,
     ) -> Arc<Self> {
         let envelope = Envelope {
@@ -66,24 +68,39 @@ impl Committed {
             seq,
             kind,
             run_id,
-            ts: crate::time::format(ts),
+            ts,
             data,
         };
         let json = serde_json::value::to_raw_value(&envelope).expect("an envelope is valid JSON");
         Arc::new(Self { seq, json })
     }
 
-    pub fn from_row(row: &entity::event::Model) -> Arc<Self> {
-        let data = RawValue::from_string(row.data.clone())
-            .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("valid JSON"));
-        Self::new(
-            &row.session_id,
-            row.seq,
-            &row.kind,
-            row.run_id.as_deref(),
-            &row.created_at,
-            &data,
-        )
+    /// Rebuilds stored events' envelopes (rows of one commit share a
+    /// timestamp, formatted once).
+    pub fn from_rows(rows: Vec<entity::event::Model>) -> Vec<Arc<Self>> {
+        let mut last: Option<(DateTime<Utc>, String)> = None;
+        rows.into_iter()
+            .map(|row| {
+                let ts = match &last {
+                    Some((at, text)) if *at == row.created_at => text.clone(),
+                    _ => {
+                        let text = crate::time::format(&row.created_at);
+                        last = Some((row.created_at, text.clone()));
+                        text
+                    }
+                };
+                let data = RawValue::from_string(row.data)
+                    .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("valid JSON"));
+                Self::new(
+                    &row.session_id,
+                    row.seq,
+                    &row.kind,
+                    row.run_id.as_deref(),
+                    &ts,
+                    &data,
+                )
+            })
+            .collect()
     }
 }
 

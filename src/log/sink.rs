@@ -74,12 +74,19 @@ impl Sink {
         }
     }
 
-    /// Waits a little for room after [`Delivery::Full`].
-    pub async fn wait_for_room(&self) {
+    /// Waits a little for room after the `attempt`-th [`Delivery::Full`]
+    /// in a row.
+    pub async fn wait_for_room(&self, attempt: u32) {
         match self {
-            // socketioxide has no readiness signal; its buffer drains as
-            // the transport writes, so poll gently.
-            Sink::Socket(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            // socketioxide has no readiness signal. Its buffer drains as fast
+            // as the transport writes, usually within microseconds: yield
+            // first, then back off to a millisecond, then to 10 ms for a
+            // client that really stopped reading.
+            Sink::Socket(_) => match attempt {
+                0..=15 => tokio::task::yield_now().await,
+                16..=200 => tokio::time::sleep(Duration::from_millis(1)).await,
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
             Sink::Channel(_, tx) => {
                 let _ = tokio::time::timeout(Duration::from_millis(100), tx.reserve()).await;
             }

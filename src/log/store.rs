@@ -58,6 +58,8 @@ pub async fn append(
             .select_only()
             .column(event::Column::IdempotencyKey)
             .filter(event::Column::SessionId.eq(session_id.as_str()))
+            // Spelled out so both databases use the partial unique index.
+            .filter(event::Column::IdempotencyKey.is_not_null())
             .filter(event::Column::IdempotencyKey.is_in(chunk.iter().copied()))
             .into_tuple()
             .all(&txn)
@@ -108,6 +110,7 @@ pub async fn append(
         return Err(StoreError::NoSession(session_id.clone()));
     };
     let head = row.head_seq;
+    let ts = crate::time::format(&now);
     let mut seq = head - total as i64;
 
     let mut rows = Vec::with_capacity(total);
@@ -119,7 +122,7 @@ pub async fn append(
                 seq,
                 &event.kind,
                 event.run_id.as_ref().map(|r| r.as_str()),
-                &now,
+                &ts,
                 &event.data,
             ));
             rows.push(event::ActiveModel {
@@ -175,7 +178,7 @@ pub async fn read(
         .limit(limit)
         .all(db)
         .await?;
-    Ok(rows.iter().map(Committed::from_row).collect())
+    Ok(Committed::from_rows(rows))
 }
 
 /// The session's owner, head and oldest stored seq.

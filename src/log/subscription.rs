@@ -144,6 +144,7 @@ async fn catch_up(
     mut cursor: Seq,
 ) {
     let mut stalled_since: Option<Instant> = None;
+    let mut attempt = 0;
     loop {
         if cancelled.load(Ordering::SeqCst) {
             return;
@@ -185,6 +186,7 @@ async fn catch_up(
                     Delivery::Sent => {
                         cursor = event.seq;
                         stalled_since = None;
+                        attempt = 0;
                         break;
                     }
                     Delivery::Full => {
@@ -193,7 +195,8 @@ async fn catch_up(
                             drop_lagging(&log, &id, &sink, &cancelled, cursor);
                             return;
                         }
-                        sink.wait_for_room().await;
+                        sink.wait_for_room(attempt).await;
+                        attempt += 1;
                     }
                     Delivery::Closed => {
                         log.remove(&id, Some(&cancelled));
