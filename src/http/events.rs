@@ -135,8 +135,7 @@ pub async fn read(
     Path(id): Path<String>,
     Query(query): Query<ReadQuery>,
 ) -> Result<axum::response::Response, ApiError> {
-    let id = sessions::parse_id(&id, "session id")?;
-    let session = sessions::load_for(&state.db, &me, &id).await?;
+    let (id, session) = sessions::resolve(&state.db, &me, &id, "session id").await?;
     let limit = crate::payload::limit(query.limit, 100, 1_000)?;
     let after = non_negative(query.after_seq.unwrap_or(0))?;
     if after > session.head_seq {
@@ -202,8 +201,7 @@ pub async fn stream(
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let id = sessions::parse_id(&id, "session id")?;
-    let session = sessions::load_for(&state.db, &me, &id).await?;
+    let (id, session) = sessions::resolve(&state.db, &me, &id, "session id").await?;
     let last_event_id = headers
         .get("last-event-id")
         .map(|v| {

@@ -33,8 +33,8 @@ pub async fn get(
     Caller(me): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = sessions::parse_id(&id, "session id")?;
-    let session: SessionView = sessions::load_for(&state.db, &me, &id).await?.into();
+    let (_, session) = sessions::resolve(&state.db, &me, &id, "session id").await?;
+    let session = SessionView::from(session);
     Ok(Json(json!({ "session": session })))
 }
 
@@ -44,7 +44,6 @@ pub async fn list_messages(
     Path(id): Path<String>,
     Query(query): Query<messages::ListMessages>,
 ) -> Result<Json<messages::MessagePage>, ApiError> {
-    let id = sessions::parse_id(&id, "session id")?;
-    sessions::load_for(&state.db, &me, &id).await?;
+    let (id, _) = sessions::resolve(&state.db, &me, &id, "session id").await?;
     Ok(Json(messages::list(&state.db, &id, query).await?))
 }

@@ -80,9 +80,9 @@ async fn get(
 ) {
     let result = async {
         let request: SessionRef = parse(payload(data)?)?;
-        let id = sessions::parse_id(&request.session_id, "session_id")?;
-        let session: SessionView = sessions::load_for(&state.db, &me, &id).await?.into();
-        Ok(json!({ "session": session }))
+        let (_, session) =
+            sessions::resolve(&state.db, &me, &request.session_id, "session_id").await?;
+        Ok(json!({ "session": SessionView::from(session) }))
     };
     ack::reply(ack, result.await);
 }
@@ -105,14 +105,14 @@ async fn subscribe(
 ) {
     let prepared = async {
         let request: Subscribe = parse(payload(data)?)?;
-        let id = sessions::parse_id(&request.session_id, "session_id")?;
         let after = request.after_seq.unwrap_or(0);
         if after < 0 {
             return Err(ApiError::InvalidPayload(
                 "after_seq: must not be negative".into(),
             ));
         }
-        let session = sessions::load_for(&state.db, &me, &id).await?;
+        let (id, session) =
+            sessions::resolve(&state.db, &me, &request.session_id, "session_id").await?;
         let first_seq = session.first_seq;
         let pending = state
             .log
@@ -148,8 +148,7 @@ async fn unsubscribe(
 ) {
     let result = async {
         let request: SessionRef = parse(payload(data)?)?;
-        let id = sessions::parse_id(&request.session_id, "session_id")?;
-        sessions::load_for(&state.db, &me, &id).await?;
+        let (id, _) = sessions::resolve(&state.db, &me, &request.session_id, "session_id").await?;
         state.log.unsubscribe(&id, &Sink::Socket(s.clone()).id());
         s.leave(session_room(&id));
         subscriptions.0.lock().expect("subscriptions").remove(&id);
@@ -176,8 +175,7 @@ async fn list_messages(
 ) {
     let result = async {
         let request: ListMessages = parse(payload(data)?)?;
-        let id = sessions::parse_id(&request.session_id, "session_id")?;
-        sessions::load_for(&state.db, &me, &id).await?;
+        let (id, _) = sessions::resolve(&state.db, &me, &request.session_id, "session_id").await?;
         let page = messages::ListMessages {
             before: request.before,
             limit: request.limit,

@@ -164,6 +164,19 @@ pub async fn list(
     })
 }
 
+/// Parses a client-supplied id (named `field` in errors) and loads the
+/// session for `caller` ([`load_for`]).
+pub async fn resolve(
+    db: &impl ConnectionTrait,
+    caller: &Identity,
+    raw_id: &str,
+    field: &str,
+) -> Result<(SessionId, session::Model), ApiError> {
+    let id = parse_id(raw_id, field)?;
+    let session = load_for(db, caller, &id).await?;
+    Ok((id, session))
+}
+
 /// Loads a session the caller may act on: `not_found` when no session has
 /// this id, `forbidden` when it is someone else's (and the caller is no admin).
 pub async fn load_for(

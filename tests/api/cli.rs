@@ -257,12 +257,7 @@ async fn secrets_never_reach_the_logs_or_the_help() {
         .env("RUST_LOG", "debug")
         .spawn()
         .await;
-    let socket = server
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let socket = server.agent("tok-alice").await;
     socket.disconnect().await;
     server.wait_for_log(|l| l["message"] == "handshake").await;
     let logs = server.logs.text();

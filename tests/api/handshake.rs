@@ -264,12 +264,7 @@ async fn with_authentication_disabled_everyone_is_anonymous_and_a_warning_is_log
 #[tokio::test]
 async fn an_unknown_event_is_answered_not_found_and_the_socket_stays_connected() {
     let server = ServerBuilder::with_auth().spawn().await;
-    let socket = server
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let socket = server.agent("tok-alice").await;
     let ack = socket.request("no:such", json!({ "x": 1 })).await;
     assert_eq!(ack["ok"], false);
     assert_eq!(ack["error"]["code"], "not_found");

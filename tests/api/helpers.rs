@@ -275,6 +275,15 @@ impl TestServer {
         SocketBuilder::new(&self.url, ns)
     }
 
+    /// A WebSocket connection to /agent with `auth.token`.
+    pub async fn agent(&self, token: &str) -> Socket {
+        self.socket("/agent")
+            .token(token)
+            .connect()
+            .await
+            .expect("connected to /agent")
+    }
+
     pub fn http(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }

@@ -326,12 +326,7 @@ async fn retention_by_count_never_renumbers_and_says_what_was_pruned() {
         .collect();
     assert_eq!(seqs, (16..=25).collect::<Vec<_>>());
 
-    let mut socket = server
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let mut socket = server.agent("tok-alice").await;
     let ack = socket
         .request(
             "session:subscribe",

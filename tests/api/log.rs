@@ -68,12 +68,7 @@ async fn replay_from_after_seq_while_another_producer_appends_arrives_once_in_or
         assert_eq!(status, StatusCode::OK);
     }
 
-    let mut socket = server
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let mut socket = server.agent("tok-alice").await;
     let producer = {
         let server = &server;
         let session = &session;
@@ -114,12 +109,7 @@ async fn subscribing_beyond_the_head_is_a_conflict() {
     let server = ServerBuilder::with_auth().spawn().await;
     let session = server.create_session("tok-alice").await;
     server.append_infos("tok-alice", &session, 3).await;
-    let socket = server
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let socket = server.agent("tok-alice").await;
     let ack = socket
         .request(
             "session:subscribe",
@@ -163,12 +153,7 @@ async fn after_unsubscribing_a_socket_gets_no_more_events_of_that_session() {
     let server = ServerBuilder::with_auth().spawn().await;
     let left = server.create_session("tok-alice").await;
     let kept = server.create_session("tok-alice").await;
-    let mut socket = server
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let mut socket = server.agent("tok-alice").await;
     for session in [&left, &kept] {
         let ack = socket
             .request("session:subscribe", json!({ "session_id": session }))
@@ -253,12 +238,7 @@ async fn a_subscriber_that_stops_reading_delays_no_one_and_gets_everything_once_
         .await
         .unwrap();
     assert_eq!(ack["ok"], true);
-    let mut reader = server
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let mut reader = server.agent("tok-alice").await;
     reader
         .request("session:subscribe", json!({ "session_id": session }))
         .await;
@@ -310,12 +290,7 @@ async fn a_subscriber_that_stays_behind_past_the_lag_timeout_is_told_and_dropped
         .request("session:subscribe", json!({ "session_id": session }))
         .await
         .unwrap();
-    let mut reader = server
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let mut reader = server.agent("tok-alice").await;
     reader
         .request("session:subscribe", json!({ "session_id": session }))
         .await;

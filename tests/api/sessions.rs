@@ -9,12 +9,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn sessions_are_created_listed_newest_first_and_paginated() {
     let server = ServerBuilder::with_auth().spawn().await;
-    let socket = server
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let socket = server.agent("tok-alice").await;
     let mut ids = Vec::new();
     for i in 0..5 {
         let ack = socket
@@ -82,12 +77,7 @@ async fn another_users_session_is_forbidden_on_every_route_and_event() {
     let server = ServerBuilder::with_auth().spawn().await;
     let session = server.create_session("tok-alice").await;
     server.append_infos("tok-alice", &session, 1).await;
-    let socket = server
-        .socket("/agent")
-        .token("tok-bob")
-        .connect()
-        .await
-        .unwrap();
+    let socket = server.agent("tok-bob").await;
 
     for (event, payload) in [
         ("session:get", json!({ "session_id": session })),
@@ -135,12 +125,7 @@ async fn another_users_session_is_forbidden_on_every_route_and_event() {
 async fn an_id_that_names_no_session_is_not_found() {
     let server = ServerBuilder::with_auth().spawn().await;
     let missing = "01900000-0000-7000-8000-000000000000";
-    let socket = server
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let socket = server.agent("tok-alice").await;
     for event in ["session:get", "session:subscribe", "session:messages"] {
         let ack = socket
             .request(event, json!({ "session_id": missing }))
@@ -157,12 +142,7 @@ async fn an_id_that_names_no_session_is_not_found() {
 #[tokio::test]
 async fn malformed_requests_get_invalid_payload_naming_the_field_and_change_nothing() {
     let server = ServerBuilder::with_auth().spawn().await;
-    let socket = server
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let socket = server.agent("tok-alice").await;
     let session = server.create_session("tok-alice").await;
     let cases: Vec<(&str, Value, &str)> = vec![
         ("session:create", json!({ "title": 42 }), "title"),
@@ -224,12 +204,7 @@ async fn malformed_requests_get_invalid_payload_naming_the_field_and_change_noth
 async fn a_new_session_has_no_messages() {
     let server = ServerBuilder::with_auth().spawn().await;
     let session = server.create_session("tok-alice").await;
-    let socket = server
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let socket = server.agent("tok-alice").await;
     let ack = socket
         .request("session:messages", json!({ "session_id": session }))
         .await;

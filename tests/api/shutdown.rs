@@ -12,12 +12,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn sigterm_with_open_connections_closes_them_and_exits_zero() {
     let mut server = ServerBuilder::with_auth().spawn().await;
-    let agent = server
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let agent = server.agent("tok-alice").await;
     let gateway = server
         .socket("/gateway")
         .polling()
