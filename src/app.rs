@@ -60,6 +60,7 @@ impl Application {
             .with_context(|| format!("cannot open the database {}", config.database_display()))?;
         tracing::info!(database = %config.database_display(), "database ready");
 
+        crate::metrics::handle();
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let state = AppState {

@@ -19,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod log;
+pub mod metrics;
 pub mod payload;
 pub mod realtime;
 pub mod sessions;

@@ -36,6 +36,17 @@ pub fn authenticate(
 }
 
 fn log_handshake(socket: &SocketRef, attempt: &Attempt) {
+    let outcome = if attempt.result.is_ok() {
+        "accepted"
+    } else {
+        "refused"
+    };
+    metrics::counter!(
+        crate::metrics::HANDSHAKES,
+        "namespace" => socket.ns().to_owned(),
+        "outcome" => outcome,
+    )
+    .increment(1);
     let transport = format!("{:?}", socket.transport_type()).to_lowercase();
     match &attempt.result {
         Ok(Identity { user_id, role, .. }) => tracing::info!(

@@ -46,6 +46,7 @@ pub fn router(state: AppState, socketio: socketioxide::layer::SocketIoLayer) -> 
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::metrics::render))
         .route("/v1/whoami", get(whoami))
         .route("/v1/sessions", post(sessions::create).get(sessions::list))
         .route("/v1/sessions/{id}", get(sessions::get))

@@ -19,20 +19,6 @@ pub struct NewEvent {
     pub idempotency_key: Option<String>,
 }
 
-impl NewEvent {
-    /// A server event (no idempotency key).
-    pub fn new(kind: &str, run_id: Option<&RunId>, data: &impl Serialize) -> Self {
-        let data = serde_json::value::to_raw_value(data)
-            .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("valid JSON"));
-        Self {
-            kind: kind.to_owned(),
-            run_id: run_id.cloned(),
-            data,
-            idempotency_key: None,
-        }
-    }
-}
-
 /// A committed event.
 #[derive(Debug)]
 pub struct Committed {

@@ -80,16 +80,18 @@ impl SessionLog {
         *head = last.seq;
 
         let mut closed = Vec::new();
+        let mut delivered = 0u64;
         for (id, sub) in subscribers.iter_mut().filter(|(_, s)| s.live) {
             for event in events {
                 match sub.sink.deliver(event) {
-                    Delivery::Sent => {}
+                    Delivery::Sent => delivered += 1,
                     Delivery::Full => {
                         tracing::debug!(
                             session_id = %self.id, ?id, seq = event.seq,
                             "subscriber fell behind; catching up from the log"
                         );
                         sub.live = false;
+                        metrics::counter!(crate::metrics::CATCH_UPS).increment(1);
                         self.spawn_catch_up(
                             id.clone(),
                             sub.sink.clone(),
@@ -105,6 +107,7 @@ impl SessionLog {
                 }
             }
         }
+        metrics::counter!(crate::metrics::DELIVERIES).increment(delivered);
         for id in closed {
             if let Some(sub) = subscribers.remove(&id) {
                 sub.cancelled.store(true, Ordering::SeqCst);
@@ -177,6 +180,7 @@ async fn catch_up(
             drop_lagging(&log, &id, &sink, &cancelled, cursor);
             return;
         }
+        metrics::counter!(crate::metrics::DELIVERIES).increment(page.len() as u64);
         for event in &page {
             loop {
                 if cancelled.load(Ordering::SeqCst) {
@@ -216,6 +220,7 @@ fn drop_lagging(
     last_seq: Seq,
 ) {
     if log.remove(id, Some(cancelled)) {
+        metrics::counter!(crate::metrics::LAGGING_DROPS).increment(1);
         tracing::info!(session_id = %log.id, ?id, last_seq, "subscriber dropped for lagging");
         sink.send_lagged(log.id.as_str(), last_seq);
     }

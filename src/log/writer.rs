@@ -65,6 +65,7 @@ async fn commit(log: &Arc<SessionLog>, mut batch: Vec<AppendRequest>) {
                 .iter()
                 .flat_map(|o| o.events.iter().cloned())
                 .collect();
+            metrics::counter!(crate::metrics::EVENTS_APPENDED).increment(committed.len() as u64);
             log.publish(&committed);
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = request.reply.send(Ok(outcome));

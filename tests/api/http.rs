@@ -304,3 +304,43 @@ async fn unknown_routes_answer_a_json_404() {
         "not_found"
     );
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_the_prometheus_text_format() {
+    let server = ServerBuilder::with_auth().spawn().await;
+    let session = server.create_session("tok-alice").await;
+    let mut socket = server.agent("tok-alice").await;
+    socket
+        .request("session:subscribe", json!({ "session_id": session }))
+        .await;
+    let _ = server.socket("/gateway").token("nope").connect().await;
+    server
+        .append(
+            "tok-alice",
+            &session,
+            json!({ "events": [info("a"), info("b")] }),
+        )
+        .await;
+    socket.events_after(0, 2).await;
+
+    let response = client().get(server.http("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    for line in [
+        r#"switchboard_handshakes_total{namespace="/agent",outcome="accepted"} 1"#,
+        r#"switchboard_handshakes_total{namespace="/gateway",outcome="refused"} 1"#,
+        "switchboard_events_appended_total 2",
+        "switchboard_event_deliveries_total 2",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing from:\n{text}"
+        );
+    }
+}

@@ -1,0 +1,57 @@
+//! Prometheus metrics, served at `GET /metrics`.
+//!
+//! Counters (all `switchboard_…`): `handshakes_total{namespace,outcome}`,
+//! `events_appended_total`, `event_deliveries_total` (live and catch-up),
+//! `subscriber_catch_ups_total`, `subscribers_dropped_lagging_total`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const HANDSHAKES: &str = "switchboard_handshakes_total";
+pub const EVENTS_APPENDED: &str = "switchboard_events_appended_total";
+pub const DELIVERIES: &str = "switchboard_event_deliveries_total";
+pub const CATCH_UPS: &str = "switchboard_subscriber_catch_ups_total";
+pub const LAGGING_DROPS: &str = "switchboard_subscribers_dropped_lagging_total";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder (once) and returns its handle.
+pub fn handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
+            }
+            for (name, help) in [
+                (
+                    HANDSHAKES,
+                    "Socket.IO namespace handshakes, by namespace and outcome",
+                ),
+                (EVENTS_APPENDED, "Events committed to session logs"),
+                (DELIVERIES, "Events handed to subscribers"),
+                (
+                    CATCH_UPS,
+                    "Times a subscriber fell behind and caught up from the log",
+                ),
+                (LAGGING_DROPS, "Subscribers dropped with session:lagged"),
+            ] {
+                metrics::describe_counter!(name, help);
+            }
+            handle
+        })
+        .clone()
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub async fn render() -> impl axum::response::IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle().render(),
+    )
+}
