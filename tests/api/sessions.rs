@@ -189,6 +189,32 @@ async fn malformed_requests_get_invalid_payload_naming_the_field_and_change_noth
     assert_eq!(ack["error"]["code"], "too_large");
     assert!(ack["error"]["message"].as_str().unwrap().contains("title"));
 
+    // Bigger than any field allows but within the 2 MiB a message may carry:
+    // answered, not cut off, over both transports.
+    for (_, transport) in transports() {
+        let big = server
+            .socket("/agent")
+            .transport(transport)
+            .token("tok-alice")
+            .connect()
+            .await
+            .unwrap();
+        let ack = big
+            .request(
+                "session:create",
+                json!({ "metadata": { "blob": "x".repeat(1536 * 1024) } }),
+            )
+            .await;
+        assert_eq!(ack["error"]["code"], "too_large");
+        assert!(
+            ack["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("metadata")
+        );
+        assert_eq!(big.request("auth:whoami", json!({})).await["ok"], true);
+    }
+
     // Still connected, and nothing was created by the refused requests.
     let page = socket.request("session:list", json!({})).await;
     assert_eq!(page["sessions"].as_array().unwrap().len(), 1);
