@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod dev;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod ids;

@@ -190,6 +190,7 @@ impl ServerBuilder {
         .unwrap_or_else(|_| panic!("switchboard did not listen in time:\n{}", logs.text()));
 
         TestServer {
+            http: reqwest::Client::new(),
             url: format!("http://{addr}"),
             child,
             logs,
@@ -232,6 +233,8 @@ async fn fresh_postgres_database(admin_url: &str) -> String {
 
 pub struct TestServer {
     pub url: String,
+    /// One HTTP client per server: building one loads the TLS roots.
+    pub http: reqwest::Client,
     child: Child,
     pub logs: Lines,
     logs_changed: watch::Receiver<usize>,
@@ -297,7 +300,8 @@ impl TestServer {
 
     /// Creates a session for the holder of `token`; returns its id.
     pub async fn create_session(&self, token: &str) -> String {
-        let response = reqwest::Client::new()
+        let response = self
+            .http
             .post(self.http("/v1/sessions"))
             .bearer_auth(token)
             .json(&json!({ "title": "test" }))
@@ -316,7 +320,8 @@ impl TestServer {
         session: &str,
         body: Value,
     ) -> (reqwest::StatusCode, Value) {
-        let response = reqwest::Client::new()
+        let response = self
+            .http
             .post(self.http(&format!("/v1/sessions/{session}/events")))
             .bearer_auth(token)
             .json(&body)
@@ -346,7 +351,8 @@ impl TestServer {
 
     /// `GET` with a bearer token: (status, body).
     pub async fn get(&self, token: &str, path: &str) -> (reqwest::StatusCode, Value) {
-        let response = reqwest::Client::new()
+        let response = self
+            .http
             .get(self.http(path))
             .bearer_auth(token)
             .send()

@@ -7,5 +7,6 @@ mod helpers;
 mod http;
 mod ingest;
 mod log;
+mod provider;
 mod sessions;
 mod shutdown;

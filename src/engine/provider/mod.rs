@@ -1,0 +1,107 @@
+//! LLM providers behind one trait: a request with the whole conversation and
+//! the tools on offer in, a stream of [`ProviderEvent`]s out.
+//!
+//! - [`openai::OpenAi`]: any OpenAI-compatible Chat Completions endpoint,
+//!   streamed as Server-Sent Events.
+//! - [`scripted::Scripted`]: a deterministic built-in model that needs no
+//!   network, for `--dev`, demos and tests.
+//!
+//! A stream yields text deltas as they arrive, then each tool call the model
+//! made (fully assembled), then exactly one [`ProviderEvent::Finished`] —
+//! or an error, after which it yields nothing more.
+
+pub mod assemble;
+pub mod openai;
+pub mod scripted;
+
+use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One message of the conversation sent upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum ChatMessage {
+    System {
+        content: String,
+    },
+    User {
+        content: String,
+    },
+    Assistant {
+        content: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<ToolCall>,
+    },
+    Tool {
+        tool_call_id: String,
+        content: String,
+    },
+}
+
+/// A tool call as the model made it; `arguments` is the model's JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// A tool the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments.
+    pub parameters: Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    pub tools: Vec<ToolSpec>,
+}
+
+/// Token counts, as the provider reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderEvent {
+    TextDelta(String),
+    ToolCall(ToolCall),
+    Finished {
+        /// `stop`, `tool_calls`, `length`, … as the provider said it.
+        reason: String,
+        usage: Option<Usage>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("cannot reach the provider: {0}")]
+    Connect(String),
+    #[error("the provider answered HTTP {status}: {body}")]
+    Http { status: u16, body: String },
+    #[error("the provider sent a malformed stream: {0}")]
+    Malformed(String),
+    #[error("the provider reported an error: {0}")]
+    Upstream(String),
+    #[error("the provider stream ended without a finish_reason or [DONE]")]
+    Incomplete,
+    #[error("the provider sent nothing for {0:?}")]
+    Idle(std::time::Duration),
+    #[error("the provider is not configured: {0}")]
+    NotConfigured(String),
+}
+
+pub type ProviderStream = BoxStream<'static, Result<ProviderEvent, ProviderError>>;
+
+pub trait Provider: Send + Sync {
+    /// Starts one completion. Dropping the stream cancels it.
+    fn stream(&self, request: ChatRequest) -> ProviderStream;
+}
