@@ -3,6 +3,7 @@
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod home;
 pub mod origin;
 pub mod sessions;
 
@@ -44,6 +45,7 @@ pub fn router(state: AppState, socketio: socketioxide::layer::SocketIoLayer) -> 
     }
 
     Router::new()
+        .route("/", get(home::home))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::metrics::render))
