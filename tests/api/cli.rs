@@ -60,12 +60,7 @@ async fn dev_mode_prints_a_working_token_and_keeps_its_secret_across_restarts() 
         "the secret is kept next to the database"
     );
 
-    let socket = server
-        .socket("/agent")
-        .token(&token)
-        .connect()
-        .await
-        .unwrap();
+    let socket = server.agent(&token).await;
     assert_eq!(
         socket.request("auth:whoami", json!({})).await["user_id"],
         "dev"
@@ -102,12 +97,7 @@ async fn token_prints_a_jwt_the_server_accepts() {
     assert!((590..=600).contains(&ttl), "ttl {ttl}");
 
     let server = builder.spawn().await;
-    let socket = server
-        .socket("/agent")
-        .token(token)
-        .connect()
-        .await
-        .unwrap();
+    let socket = server.agent(token).await;
     let ack = socket.request("auth:whoami", json!({})).await;
     assert_eq!(ack["role"], "admin");
 }

@@ -212,12 +212,7 @@ async fn the_socket_token_exchange_turns_a_cookie_into_a_short_lived_socket_toke
     assert_eq!(claims["sub"], "kim");
     assert_eq!(claims["aud"], "socket");
 
-    let socket = server
-        .socket("/agent")
-        .token(token)
-        .connect()
-        .await
-        .unwrap();
+    let socket = server.agent(token).await;
     let ack = socket.request("auth:whoami", json!({})).await;
     assert_eq!(ack["user_id"], "kim");
     assert_eq!(ack["role"], "admin");

@@ -39,12 +39,7 @@ async fn sigint_exits_zero_and_the_next_process_serves_the_same_database() {
     assert!(status.success(), "exit status {status:?}");
 
     let mut next = builder.spawn().await;
-    let socket = next
-        .socket("/agent")
-        .token("tok-alice")
-        .connect()
-        .await
-        .unwrap();
+    let socket = next.agent("tok-alice").await;
     assert_eq!(
         socket.request("auth:whoami", json!({})).await["user_id"],
         "alice"
