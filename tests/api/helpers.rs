@@ -368,6 +368,22 @@ pub fn info(message: &str) -> Value {
     json!({ "type": "info", "data": { "message": message } })
 }
 
+/// An ingest body of `count` `info` events, messages `{tag}0`, `{tag}1`, …
+pub fn infos(count: usize, tag: &str) -> Value {
+    let events: Vec<Value> = (0..count).map(|i| info(&format!("{tag}{i}"))).collect();
+    json!({ "events": events })
+}
+
+/// The seqs of the events of a `GET …/events` page.
+pub fn seqs(page: &Value) -> Vec<i64> {
+    page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["seq"].as_i64().expect("seq"))
+        .collect()
+}
+
 /// Both transports of the official client, by name.
 pub fn transports() -> [(&'static str, TransportType); 2] {
     [

@@ -114,10 +114,7 @@ async fn a_batch_with_one_bad_event_is_refused_whole_naming_it() {
 async fn batches_past_the_limits_are_413() {
     let server = ServerBuilder::with_auth().spawn().await;
     let session = server.create_session("tok-alice").await;
-    let many: Vec<Value> = (0..1001).map(|i| info(&i.to_string())).collect();
-    let (status, body) = server
-        .append("tok-alice", &session, json!({ "events": many }))
-        .await;
+    let (status, body) = server.append("tok-alice", &session, infos(1001, "")).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["error"]["code"], "too_large");
 
@@ -126,13 +123,7 @@ async fn batches_past_the_limits_are_413() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["error"]["code"], "too_large");
 
-    let (status, body) = server
-        .append(
-            "tok-alice",
-            &session,
-            json!({ "events": (0..1000).map(|i| info(&i.to_string())).collect::<Vec<_>>() }),
-        )
-        .await;
+    let (status, body) = server.append("tok-alice", &session, infos(1000, "")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["last_seq"], 1000);
 }
@@ -141,13 +132,7 @@ async fn batches_past_the_limits_are_413() {
 async fn events_are_read_in_pages() {
     let server = ServerBuilder::with_auth().spawn().await;
     let session = server.create_session("tok-alice").await;
-    server
-        .append(
-            "tok-alice",
-            &session,
-            json!({ "events": (0..25).map(|i| info(&i.to_string())).collect::<Vec<_>>() }),
-        )
-        .await;
+    server.append("tok-alice", &session, infos(25, "")).await;
     let (status, page) = server
         .get(
             "tok-alice",
@@ -155,12 +140,7 @@ async fn events_are_read_in_pages() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let seqs: Vec<i64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_i64().unwrap())
-        .collect();
+    let seqs = seqs(&page);
     assert_eq!(seqs, (6..=15).collect::<Vec<_>>());
     assert_eq!(page["next_after_seq"], 15);
     assert_eq!(page["head_seq"], 25);
@@ -303,13 +283,7 @@ async fn retention_by_count_never_renumbers_and_says_what_was_pruned() {
         .spawn()
         .await;
     let session = server.create_session("tok-alice").await;
-    server
-        .append(
-            "tok-alice",
-            &session,
-            json!({ "events": (0..25).map(|i| info(&i.to_string())).collect::<Vec<_>>() }),
-        )
-        .await;
+    server.append("tok-alice", &session, infos(25, "")).await;
 
     let (_, page) = server
         .get(
@@ -319,12 +293,7 @@ async fn retention_by_count_never_renumbers_and_says_what_was_pruned() {
         .await;
     assert_eq!(page["truncated"], true);
     assert_eq!(page["first_seq"], 16);
-    let seqs: Vec<i64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_i64().unwrap())
-        .collect();
+    let seqs = seqs(&page);
     assert_eq!(seqs, (16..=25).collect::<Vec<_>>());
 
     let mut socket = server.agent("tok-alice").await;

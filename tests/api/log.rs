@@ -46,12 +46,7 @@ async fn seqs_are_contiguous_across_concurrent_producers() {
             &format!("/v1/sessions/{session}/events?after_seq=0&limit=1000"),
         )
         .await;
-    let seqs: Vec<i64> = body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_i64().unwrap())
-        .collect();
+    let seqs = seqs(&body);
     assert_eq!(seqs, (1..=400).collect::<Vec<_>>());
     assert_eq!(body["head_seq"], 400);
 }
@@ -60,10 +55,9 @@ async fn seqs_are_contiguous_across_concurrent_producers() {
 async fn replay_from_after_seq_while_another_producer_appends_arrives_once_in_order() {
     let server = ServerBuilder::with_auth().spawn().await;
     let session = server.create_session("tok-alice").await;
-    let batch = |n: usize, tag: &str| json!({ "events": (0..n).map(|i| info(&format!("{tag}{i}"))).collect::<Vec<_>>() });
     for _ in 0..13 {
         let (status, _) = server
-            .append("tok-alice", &session, batch(100, "pre"))
+            .append("tok-alice", &session, infos(100, "pre"))
             .await;
         assert_eq!(status, StatusCode::OK);
     }
@@ -74,7 +68,7 @@ async fn replay_from_after_seq_while_another_producer_appends_arrives_once_in_or
         let session = &session;
         async move {
             for _ in 0..40 {
-                let (status, _) = server.append("tok-alice", session, batch(5, "live")).await;
+                let (status, _) = server.append("tok-alice", session, infos(5, "live")).await;
                 assert_eq!(status, StatusCode::OK);
             }
         }
