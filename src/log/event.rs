@@ -19,6 +19,18 @@ pub struct NewEvent {
     pub idempotency_key: Option<String>,
 }
 
+impl NewEvent {
+    /// An event the server itself logs (runs, status changes).
+    pub fn new(kind: &str, run_id: Option<&RunId>, data: serde_json::Value) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            run_id: run_id.cloned(),
+            data: serde_json::value::to_raw_value(&data).expect("a JSON value serializes"),
+            idempotency_key: None,
+        }
+    }
+}
+
 /// A committed event.
 #[derive(Debug)]
 pub struct Committed {

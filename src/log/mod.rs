@@ -30,7 +30,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use futures_util::future::BoxFuture;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -134,7 +135,22 @@ struct Subscriber {
 
 struct AppendRequest {
     events: Vec<NewEvent>,
+    effect: Option<Box<dyn Effect>>,
     reply: oneshot::Sender<Result<Outcome, String>>,
+}
+
+/// Database writes that must commit together with an append, or not at all
+/// (a run's state, its messages, the session's status). An append with an
+/// effect gets a transaction of its own, so that its failure fails no one
+/// else's events.
+pub trait Effect: Send + 'static {
+    /// Runs inside the append's transaction, after its events are inserted;
+    /// `seqs` are theirs, in order.
+    fn apply<'a>(
+        self: Box<Self>,
+        txn: &'a DatabaseTransaction,
+        seqs: &'a [Seq],
+    ) -> BoxFuture<'a, Result<(), DbErr>>;
 }
 
 /// A subscription ready to start, once the caller has acknowledged it.
@@ -183,12 +199,24 @@ impl EventLog {
         session: &SessionId,
         events: Vec<NewEvent>,
     ) -> Result<Appended, ApiError> {
-        let mut events = Some(events);
+        self.append_with(session, events, None).await
+    }
+
+    /// Appends `events` and applies `effect` in the same transaction.
+    pub async fn append_with(
+        &self,
+        session: &SessionId,
+        events: Vec<NewEvent>,
+        effect: Option<Box<dyn Effect>>,
+    ) -> Result<Appended, ApiError> {
+        let mut events = Some((events, effect));
         for _ in 0..3 {
             let log = self.session(session).await?;
             let (reply, answer) = oneshot::channel();
+            let (events_now, effect) = events.take().unwrap_or_default();
             let request = AppendRequest {
-                events: events.take().unwrap_or_default(),
+                events: events_now,
+                effect,
                 reply,
             };
             match log.tx.send(request).await {
@@ -204,7 +232,9 @@ impl EventLog {
                 }
                 // The writer retired between lookup and send: take the events
                 // back and ask the next one.
-                Err(mpsc::error::SendError(request)) => events = Some(request.events),
+                Err(mpsc::error::SendError(request)) => {
+                    events = Some((request.events, request.effect));
+                }
             }
         }
         Err(ApiError::Unavailable(
@@ -252,6 +282,25 @@ impl EventLog {
             return Err(ApiError::forbidden());
         }
         Ok(())
+    }
+
+    /// Sends a notice that is not logged (`agent:heartbeat`) to the
+    /// session's Socket.IO subscribers that have room for it.
+    pub fn notify(&self, session: &SessionId, event: &str, payload: &serde_json::Value) {
+        let log = self
+            .inner
+            .sessions
+            .lock()
+            .expect("sessions")
+            .get(session)
+            .cloned();
+        let Some(log) = log else { return };
+        let state = log.state.lock().expect("log state");
+        for subscriber in state.subscribers.values() {
+            if let Sink::Socket(socket) = &subscriber.sink {
+                let _ = socket.emit(event, payload);
+            }
+        }
     }
 
     /// Stops delivery to `sink` for this session.

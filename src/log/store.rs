@@ -13,6 +13,7 @@ use sea_orm::{
     QuerySelect, Set,
 };
 
+use super::Effect;
 use super::event::{Committed, NewEvent, Window};
 use crate::ids::{Seq, SessionId};
 
@@ -43,6 +44,7 @@ pub async fn append(
     db: &DatabaseConnection,
     session_id: &SessionId,
     requests: &[Vec<NewEvent>],
+    effect: Option<Box<dyn Effect>>,
     max_events: Option<u64>,
 ) -> Result<Vec<Outcome>, StoreError> {
     let txn = crate::db::begin_write(db).await?;
@@ -92,6 +94,9 @@ pub async fn append(
         })
         .collect();
     if total == 0 {
+        if let Some(effect) = effect {
+            effect.apply(&txn, &[]).await?;
+        }
         txn.commit().await?;
         return Ok(outcomes);
     }
@@ -142,6 +147,14 @@ pub async fn append(
         event::Entity::insert_many(chunk)
             .exec_without_returning(&txn)
             .await?;
+    }
+
+    if let Some(effect) = effect {
+        let seqs: Vec<Seq> = outcomes
+            .first()
+            .map(|o| o.events.iter().map(|e| e.seq).collect())
+            .unwrap_or_default();
+        effect.apply(&txn, &seqs).await?;
     }
 
     if let Some(max) = max_events {

@@ -33,18 +33,27 @@ pub(super) async fn run(
             }
             () = inner.shutdown.cancelled(), if rx.is_empty() => return,
         };
-        let mut batch = vec![first];
-        let mut queued = batch[0].events.len();
-        while queued < MAX_GROUP_EVENTS {
-            match rx.try_recv() {
-                Ok(request) => {
-                    queued += request.events.len();
-                    batch.push(request);
+        // An append with an effect commits alone; the others are grouped.
+        let mut next = Some(first);
+        while let Some(first) = next.take() {
+            let alone = first.effect.is_some();
+            let mut batch = vec![first];
+            let mut queued = batch[0].events.len();
+            while !alone && queued < MAX_GROUP_EVENTS {
+                match rx.try_recv() {
+                    Ok(request) if request.effect.is_some() => {
+                        next = Some(request);
+                        break;
+                    }
+                    Ok(request) => {
+                        queued += request.events.len();
+                        batch.push(request);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
+            commit(&log, batch).await;
         }
-        commit(&log, batch).await;
     }
 }
 
@@ -53,11 +62,12 @@ async fn commit(log: &Arc<SessionLog>, mut batch: Vec<AppendRequest>) {
         .iter_mut()
         .map(|r| std::mem::take(&mut r.events))
         .collect();
+    let effect = batch.first_mut().and_then(|r| r.effect.take());
     let permit = match &log.write_gate {
         Some(gate) => Some(gate.lock().await),
         None => None,
     };
-    let result = store::append(&log.db, &log.id, &requests, log.settings.max_events).await;
+    let result = store::append(&log.db, &log.id, &requests, effect, log.settings.max_events).await;
     drop(permit);
     match result {
         Ok(outcomes) => {
