@@ -216,7 +216,11 @@ async fn the_whole_conversation_and_the_tools_are_sent_and_tool_calls_come_back_
 
     let (sent, _) = seen.0.lock().unwrap()[0].clone();
     assert_eq!(sent["messages"][1]["role"], "assistant");
-    assert_eq!(sent["messages"][1]["tool_calls"][0]["id"], "call_0");
+    assert_eq!(
+        sent["messages"][1]["tool_calls"][0],
+        json!({ "id": "call_0", "type": "function",
+                "function": { "name": "list_dir", "arguments": "{}" } })
+    );
     assert_eq!(
         sent["messages"][2],
         json!({ "role": "tool", "tool_call_id": "call_0", "content": "a" })

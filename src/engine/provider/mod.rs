@@ -40,11 +40,56 @@ pub enum ChatMessage {
 }
 
 /// A tool call as the model made it; `arguments` is the model's JSON text.
+/// Serialized the way Chat Completions spells it in an assistant message:
+/// `{ id, type: "function", function: { name, arguments } }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "WireToolCall", from = "WireToolCall")]
 pub struct ToolCall {
     pub id: String,
     pub name: String,
     pub arguments: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct WireToolCall {
+    id: String,
+    #[serde(rename = "type", default = "function")]
+    kind: String,
+    function: WireFunction,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+fn function() -> String {
+    "function".to_owned()
+}
+
+impl From<ToolCall> for WireToolCall {
+    fn from(call: ToolCall) -> Self {
+        Self {
+            id: call.id,
+            kind: function(),
+            function: WireFunction {
+                name: call.name,
+                arguments: call.arguments,
+            },
+        }
+    }
+}
+
+impl From<WireToolCall> for ToolCall {
+    fn from(call: WireToolCall) -> Self {
+        Self {
+            id: call.id,
+            name: call.function.name,
+            arguments: call.function.arguments,
+        }
+    }
 }
 
 /// A tool the model may call.
