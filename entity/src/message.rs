@@ -14,6 +14,9 @@ pub struct Model {
     pub tool_call_id: Option<String>,
     pub status: String,
     pub client_msg_id: Option<String>,
+    /// The seq of the log event that made this message final; the
+    /// conversation is ordered by it.
+    pub seq: i64,
     pub created_at: DateTimeUtc,
 }
 

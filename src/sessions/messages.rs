@@ -1,5 +1,6 @@
-//! Reading a session's conversation: messages newest first, paginated.
-//! (Runs write them; see the run engine.)
+//! Reading a session's conversation: messages newest first (by the seq of
+//! the event that made each final), paginated. Runs write them
+//! ([`crate::engine`]).
 
 use chrono::{DateTime, Utc};
 use entity::message;
@@ -63,7 +64,7 @@ pub async fn list(
     let limit = crate::payload::limit(request.limit, 50, 500)?;
     let mut query = message::Entity::find()
         .filter(message::Column::SessionId.eq(session.as_str()))
-        .order_by_desc(message::Column::Id)
+        .order_by_desc(message::Column::Seq)
         .limit(limit);
     if let Some(before) = &request.before {
         if uuid::Uuid::parse_str(before).is_err() {
@@ -71,7 +72,17 @@ pub async fn list(
                 "before: {before:?} is not a message id"
             )));
         }
-        query = query.filter(message::Column::Id.lt(before.as_str()));
+        let seq: Option<i64> = message::Entity::find_by_id(before.as_str())
+            .filter(message::Column::SessionId.eq(session.as_str()))
+            .select_only()
+            .column(message::Column::Seq)
+            .into_tuple()
+            .one(db)
+            .await?;
+        let seq = seq.ok_or_else(|| {
+            ApiError::NotFound(format!("before: no message {before} in this session"))
+        })?;
+        query = query.filter(message::Column::Seq.lt(seq));
     }
     let messages: Vec<MessageView> = query.all(db).await?.into_iter().map(Into::into).collect();
     let next_before = (messages.len() as u64 == limit)
