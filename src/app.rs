@@ -20,7 +20,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::config::{Config, LlmConfig, LlmProvider};
+use crate::engine::Engine;
+use crate::engine::provider::Provider;
+use crate::engine::provider::openai::OpenAi;
+use crate::engine::provider::scripted::Scripted;
 use crate::http::origin::OriginPolicy;
 use crate::log::EventLog;
 use crate::state::AppState;
@@ -28,6 +32,10 @@ use crate::state::AppState;
 /// Packets socketioxide queues per socket before an emit reports it full
 /// (and the event log switches that subscriber to catch-up).
 const SOCKET_BUFFER_PACKETS: usize = 256;
+/// A run that sent nothing for this long sends `agent:heartbeat` (PROTOCOL §4.3).
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long connecting to the LLM provider may take.
+const LLM_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Application {
     listener: TcpListener,
@@ -38,6 +46,16 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let provider = provider(&config.llm)?;
+        Self::build_with_provider(config, provider).await
+    }
+
+    /// Like [`Application::build`], with a provider of the caller's making
+    /// instead of the configured one (embedding, tests).
+    pub async fn build_with_provider(
+        config: Config,
+        provider: Arc<dyn Provider>,
+    ) -> anyhow::Result<Self> {
         if !config.auth.any_method() && !config.auth.disabled {
             anyhow::bail!(
                 "no authentication is configured: set SWITCHBOARD_API_TOKENS, \
@@ -63,13 +81,35 @@ impl Application {
         crate::metrics::handle();
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
+        let log = EventLog::new(
+            db.clone(),
+            config.log.clone(),
+            tasks.clone(),
+            shutdown.clone(),
+        );
+        let engine = Engine::new(
+            db.clone(),
+            log.clone(),
+            provider,
+            crate::engine::Settings {
+                max_steps: config.llm.max_steps,
+                heartbeat: HEARTBEAT,
+            },
+            tasks.clone(),
+        );
+        let recovered = engine
+            .recover()
+            .await
+            .context("cannot finish the runs the last process left active")?;
+        if recovered > 0 {
+            tracing::info!(
+                runs = recovered,
+                "finished runs left active by the last process"
+            );
+        }
         let state = AppState {
-            log: EventLog::new(
-                db.clone(),
-                config.log.clone(),
-                tasks.clone(),
-                shutdown.clone(),
-            ),
+            log,
+            engine,
             db,
             origins: Arc::new(OriginPolicy::new(config.allowed_origins.clone())),
             config: Arc::new(config),
@@ -137,6 +177,7 @@ impl Application {
             () = shutdown => {
                 tracing::info!("shutting down: no new connections");
                 stop_accepting.cancel();
+                state.engine.shutdown(state.config.shutdown_timeout).await;
                 state.shutdown.cancel();
                 tokio::task::yield_now().await;
                 io.close().await;
@@ -162,6 +203,30 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Builds the configured LLM provider.
+fn provider(config: &LlmConfig) -> anyhow::Result<Arc<dyn Provider>> {
+    Ok(match config.provider {
+        LlmProvider::Scripted => Arc::new(Scripted::new(config.scripted_delay)),
+        LlmProvider::OpenAi => {
+            let (Some(base_url), Some(model)) = (&config.base_url, &config.model) else {
+                anyhow::bail!(
+                    "SWITCHBOARD_LLM_PROVIDER=openai needs SWITCHBOARD_LLM_BASE_URL \
+                     (e.g. http://127.0.0.1:11434/v1) and SWITCHBOARD_LLM_MODEL"
+                );
+            };
+            reqwest::Url::parse(base_url)
+                .with_context(|| format!("SWITCHBOARD_LLM_BASE_URL {base_url:?} is not a URL"))?;
+            Arc::new(OpenAi::new(
+                base_url,
+                config.api_key.clone(),
+                model,
+                LLM_CONNECT_TIMEOUT,
+                config.idle_timeout,
+            )?)
+        }
+    })
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when

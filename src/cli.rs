@@ -155,6 +155,18 @@ pub struct Settings {
     #[arg(long, env = "SWITCHBOARD_LLM_MODEL")]
     pub llm_model: Option<String>,
 
+    /// A provider stream silent this long ends the run with an error [default: 60s]
+    #[arg(long, env = "SWITCHBOARD_LLM_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub llm_idle_timeout: Option<std::time::Duration>,
+
+    /// Provider calls per run at most (each tool round is one) [default: 25]
+    #[arg(long, env = "SWITCHBOARD_LLM_MAX_STEPS")]
+    pub llm_max_steps: Option<u32>,
+
+    /// Pause between the words the scripted model streams [default: 30ms]
+    #[arg(long, env = "SWITCHBOARD_SCRIPTED_DELAY", value_parser = humantime::parse_duration)]
+    pub scripted_delay: Option<std::time::Duration>,
+
     /// How long a relayed tool call may stay unanswered, in ms [default: 120000]
     #[arg(long, env = "SWITCHBOARD_TOOL_TIMEOUT_MS")]
     pub tool_timeout_ms: Option<u64>,

@@ -70,6 +70,9 @@ pub struct LlmConfig {
     pub base_url: Option<String>,
     pub api_key: Option<SecretString>,
     pub model: Option<String>,
+    pub idle_timeout: Duration,
+    pub max_steps: u32,
+    pub scripted_delay: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +124,11 @@ struct FileConfig {
     llm_base_url: Option<String>,
     llm_api_key: Option<String>,
     llm_model: Option<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    llm_idle_timeout: Option<Duration>,
+    llm_max_steps: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    scripted_delay: Option<Duration>,
     tool_timeout_ms: Option<u64>,
     redis_url: Option<String>,
     socket_token_rate: Option<u32>,
@@ -257,6 +265,15 @@ impl Config {
                 base_url: s.llm_base_url.or(file.llm_base_url),
                 api_key: secret(s.llm_api_key.or(file.llm_api_key)),
                 model: s.llm_model.or(file.llm_model),
+                idle_timeout: s
+                    .llm_idle_timeout
+                    .or(file.llm_idle_timeout)
+                    .unwrap_or(Duration::from_secs(60)),
+                max_steps: s.llm_max_steps.or(file.llm_max_steps).unwrap_or(25).max(1),
+                scripted_delay: s
+                    .scripted_delay
+                    .or(file.scripted_delay)
+                    .unwrap_or(Duration::from_millis(30)),
             },
             tool_timeout: Duration::from_millis(
                 s.tool_timeout_ms

@@ -2,7 +2,8 @@
 //!
 //! Counters (all `switchboard_…`): `handshakes_total{namespace,outcome}`,
 //! `events_appended_total`, `event_deliveries_total` (live and catch-up),
-//! `subscriber_catch_ups_total`, `subscribers_dropped_lagging_total`.
+//! `subscriber_catch_ups_total`, `subscribers_dropped_lagging_total`,
+//! `runs_started_total`, `runs_finished_total{reason}`.
 
 use std::sync::OnceLock;
 
@@ -13,6 +14,8 @@ pub const EVENTS_APPENDED: &str = "switchboard_events_appended_total";
 pub const DELIVERIES: &str = "switchboard_event_deliveries_total";
 pub const CATCH_UPS: &str = "switchboard_subscriber_catch_ups_total";
 pub const LAGGING_DROPS: &str = "switchboard_subscribers_dropped_lagging_total";
+pub const RUNS_STARTED: &str = "switchboard_runs_started_total";
+pub const RUNS_FINISHED: &str = "switchboard_runs_finished_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -37,6 +40,8 @@ pub fn handle() -> PrometheusHandle {
                     "Times a subscriber fell behind and caught up from the log",
                 ),
                 (LAGGING_DROPS, "Subscribers dropped with session:lagged"),
+                (RUNS_STARTED, "Agent runs started"),
+                (RUNS_FINISHED, "Agent runs finished, by reason"),
             ] {
                 metrics::describe_counter!(name, help);
             }

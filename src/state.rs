@@ -8,6 +8,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::http::origin::OriginPolicy;
 use crate::log::EventLog;
 
@@ -18,6 +19,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub origins: Arc<OriginPolicy>,
     pub log: EventLog,
+    /// Agent runs.
+    pub engine: Engine,
     /// Background work (writers, catch-ups); waited for at shutdown.
     pub tasks: TaskTracker,
     /// Cancelled when the server begins to shut down.

@@ -1,4 +1,406 @@
-//! Agent runs. So far: the LLM providers ([`provider`]) that a run streams
-//! from; the run engine that drives `agent:execute` comes next (issue 4).
+//! Agent runs (PROTOCOL §4.4): `agent:execute` and `agent:stop`.
+//!
+//! - **One run at a time per session.** A session with work has a slot: the
+//!   active run and the runs queued behind it. Its driver task executes them
+//!   in order, one after the other, and goes away with the last one.
+//! - **Decisions are serialized.** `execute` and `stop` take the slot's gate
+//!   (an async mutex) for their whole decision, so two identical requests
+//!   that race find each other (idempotency by `client_msg_id`), and a stop
+//!   cannot slip between a check and a start.
+//! - **Stop and interrupt** cancel the run's [`Control`] token; the run
+//!   drops its provider stream at once and ends through its one exit path
+//!   ([`run::finish`]), which records the partial text, cancels open tool
+//!   calls and writes `run.finished` and the session's `idle` status in one
+//!   transaction.
+//! - **Recovery.** Runs left active by a process that died are finished
+//!   `interrupted` at start ([`recovery`]).
 
+pub mod conversation;
 pub mod provider;
+pub mod record;
+pub mod recovery;
+mod run;
+mod slot;
+mod tools;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use entity::message;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::ids::{MessageId, RunId, SessionId};
+use crate::log::EventLog;
+pub use provider::Provider;
+pub use record::Reason;
+use slot::{Entry, Slot};
+
+/// Longest user message accepted by `agent:execute`.
+pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
+/// Longest `client_msg_id`.
+pub const MAX_CLIENT_MSG_ID_CHARS: usize = 200;
+/// How long `agent:stop` waits for the run's `run.finished` to be committed.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// `agent:execute`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Execute {
+    pub session_id: String,
+    pub content: String,
+    #[serde(default)]
+    pub client_msg_id: Option<String>,
+    #[serde(default)]
+    pub on_busy: OnBusy,
+}
+
+/// What `agent:execute` does when a run is already active.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBusy {
+    /// Stop the active run (`interrupted`), drop the queued ones, run this.
+    #[default]
+    Interrupt,
+    /// Run this after the active run and those already queued.
+    Enqueue,
+    /// Refuse with `busy`.
+    Reject,
+}
+
+/// The ack of `agent:execute`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Accepted {
+    pub run_id: RunId,
+    pub message_id: MessageId,
+}
+
+/// Tunables of the engine.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Provider calls per run at most.
+    pub max_steps: u32,
+    /// A run that sent nothing for this long sends `agent:heartbeat`.
+    pub heartbeat: Duration,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    log: EventLog,
+    provider: Arc<dyn Provider>,
+    settings: Settings,
+    tasks: TaskTracker,
+    slots: Mutex<HashMap<SessionId, Arc<Slot>>>,
+    stopping: AtomicBool,
+}
+
+impl Engine {
+    pub fn new(
+        db: DatabaseConnection,
+        log: EventLog,
+        provider: Arc<dyn Provider>,
+        settings: Settings,
+        tasks: TaskTracker,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                log,
+                provider,
+                settings,
+                tasks,
+                slots: Mutex::default(),
+                stopping: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Finishes the runs a previous process left active; see [`recovery`].
+    pub async fn recover(&self) -> Result<usize, ApiError> {
+        recovery::recover(&self.inner.db, &self.inner.log).await
+    }
+
+    /// `agent:execute`: logs the user message and starts a run, or queues
+    /// it, or refuses, per `on_busy`.
+    #[tracing::instrument(skip_all, fields(session_id = %request.session_id))]
+    pub async fn execute(&self, caller: &Identity, request: Execute) -> Result<Accepted, ApiError> {
+        if request.content.trim().is_empty() {
+            return Err(ApiError::InvalidPayload(
+                "content: must not be empty".into(),
+            ));
+        }
+        if request.content.len() > MAX_CONTENT_BYTES {
+            return Err(ApiError::TooLarge(format!(
+                "content: {} bytes is more than the {MAX_CONTENT_BYTES} allowed",
+                request.content.len()
+            )));
+        }
+        if let Some(id) = &request.client_msg_id
+            && (id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID_CHARS)
+        {
+            return Err(ApiError::InvalidPayload(format!(
+                "client_msg_id: must be 1 to {MAX_CLIENT_MSG_ID_CHARS} characters"
+            )));
+        }
+        let (session, _) =
+            crate::sessions::resolve(&self.inner.db, caller, &request.session_id, "session_id")
+                .await?;
+        let slot = self.inner.slot(&session);
+        let result = self.execute_in(&slot, &session, request).await;
+        self.inner.release(&session, slot);
+        result
+    }
+
+    async fn execute_in(
+        &self,
+        slot: &Arc<Slot>,
+        session: &SessionId,
+        request: Execute,
+    ) -> Result<Accepted, ApiError> {
+        let _gate = slot.gate.lock().await;
+        if let Some(id) = &request.client_msg_id {
+            if let Some(found) = slot.state.lock().expect("slot").find(id) {
+                return Ok(found);
+            }
+            if let Some(found) = self.inner.find_message(session, id).await? {
+                return Ok(found);
+            }
+        }
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            return Err(ApiError::Unavailable("the server is shutting down".into()));
+        }
+        let entry = Entry::new(request.content, request.client_msg_id);
+        let busy = slot.state.lock().expect("slot").active.is_some();
+        if !busy {
+            return self.start_driver(slot, session, entry).await;
+        }
+        if request.on_busy == OnBusy::Reject {
+            return Err(ApiError::Busy(format!(
+                "a run is active in session {session}: stop it, or send with on_busy \
+                 `interrupt` or `enqueue`"
+            )));
+        }
+        record::insert_queued_run(&self.inner.db, session, &entry.run_id, &entry.message_id)
+            .await?;
+        let dropped = {
+            let mut state = slot.state.lock().expect("slot");
+            match &state.active {
+                // The active run ended while the row was written.
+                None => None,
+                Some(active) if request.on_busy == OnBusy::Interrupt => {
+                    active.control.stop(Reason::Interrupted);
+                    let dropped: Vec<_> = state.queue.drain(..).collect();
+                    state.queue.push_back(entry.clone());
+                    Some(dropped)
+                }
+                Some(_) => {
+                    state.queue.push_back(entry.clone());
+                    Some(Vec::new())
+                }
+            }
+        };
+        match dropped {
+            None => self.start_driver(slot, session, entry).await,
+            Some(dropped) => {
+                for queued in dropped {
+                    run::finish_unstarted(&self.inner, session, &queued, Reason::Interrupted).await;
+                }
+                Ok(entry.accepted())
+            }
+        }
+    }
+
+    /// Starts `entry` on an idle session and the driver that runs it and
+    /// whatever gets queued behind it.
+    async fn start_driver(
+        &self,
+        slot: &Arc<Slot>,
+        session: &SessionId,
+        entry: Entry,
+    ) -> Result<Accepted, ApiError> {
+        slot.state.lock().expect("slot").active = Some(entry.clone());
+        if let Err(error) = run::start(&self.inner, session, &entry).await {
+            slot.state.lock().expect("slot").active = None;
+            entry.control.finished.cancel();
+            return Err(error);
+        }
+        let accepted = entry.accepted();
+        let inner = self.inner.clone();
+        let slot = slot.clone();
+        let session = session.clone();
+        self.inner
+            .tasks
+            .spawn(async move { inner.drive(slot, session, entry).await });
+        Ok(accepted)
+    }
+
+    /// `agent:stop`: ends the active run (`stopped`) and drops the queued
+    /// ones. Answers once `run.finished` is committed; `false` when nothing
+    /// was running.
+    #[tracing::instrument(skip_all, fields(session_id = %session_id))]
+    pub async fn stop(&self, caller: &Identity, session_id: &str) -> Result<bool, ApiError> {
+        let (session, _) =
+            crate::sessions::resolve(&self.inner.db, caller, session_id, "session_id").await?;
+        let slot = self
+            .inner
+            .slots
+            .lock()
+            .expect("slots")
+            .get(&session)
+            .cloned();
+        let Some(slot) = slot else {
+            return Ok(false);
+        };
+        let stopped = {
+            let _gate = slot.gate.lock().await;
+            let (active, dropped) = {
+                let mut state = slot.state.lock().expect("slot");
+                (
+                    state.active.clone(),
+                    state.queue.drain(..).collect::<Vec<_>>(),
+                )
+            };
+            for queued in dropped {
+                run::finish_unstarted(&self.inner, &session, &queued, Reason::Stopped).await;
+            }
+            match active {
+                Some(active) => {
+                    active.control.stop(Reason::Stopped);
+                    let _ =
+                        tokio::time::timeout(STOP_WAIT, active.control.finished.cancelled()).await;
+                    true
+                }
+                None => false,
+            }
+        };
+        self.inner.release(&session, slot);
+        Ok(stopped)
+    }
+
+    /// Finishes every active run `interrupted` and drops the queued ones,
+    /// before the server stops (PROTOCOL §1). New runs are refused.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let slots: Vec<(SessionId, Arc<Slot>)> = self
+            .inner
+            .slots
+            .lock()
+            .expect("slots")
+            .iter()
+            .map(|(id, slot)| (id.clone(), slot.clone()))
+            .collect();
+        let mut waits = Vec::new();
+        for (session, slot) in slots {
+            let (active, dropped) = {
+                let mut state = slot.state.lock().expect("slot");
+                (
+                    state.active.clone(),
+                    state.queue.drain(..).collect::<Vec<_>>(),
+                )
+            };
+            for queued in dropped {
+                run::finish_unstarted(&self.inner, &session, &queued, Reason::Interrupted).await;
+            }
+            if let Some(active) = active {
+                active.control.stop(Reason::Interrupted);
+                waits.push(active.control.finished.clone());
+            }
+        }
+        if waits.is_empty() {
+            return;
+        }
+        tracing::info!(runs = waits.len(), "interrupting active runs");
+        let all = futures_util::future::join_all(waits.iter().map(|w| w.cancelled()));
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            tracing::warn!("some runs did not finish before the shutdown timeout");
+        }
+    }
+}
+
+impl Inner {
+    fn slot(&self, session: &SessionId) -> Arc<Slot> {
+        self.slots
+            .lock()
+            .expect("slots")
+            .entry(session.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets an idle slot once nobody else holds it (taking a slot needs
+    /// the map's lock, so nobody can be about to).
+    fn release(&self, session: &SessionId, slot: Arc<Slot>) {
+        drop(slot);
+        let mut slots = self.slots.lock().expect("slots");
+        if let Some(slot) = slots.get(session)
+            && Arc::strong_count(slot) == 1
+        {
+            let state = slot.state.lock().expect("slot");
+            let idle = state.active.is_none() && state.queue.is_empty();
+            drop(state);
+            if idle {
+                slots.remove(session);
+            }
+        }
+    }
+
+    /// The run a stored user message with this `client_msg_id` started.
+    async fn find_message(
+        &self,
+        session: &SessionId,
+        client_msg_id: &str,
+    ) -> Result<Option<Accepted>, ApiError> {
+        let row = message::Entity::find()
+            .filter(message::Column::SessionId.eq(session.as_str()))
+            .filter(message::Column::ClientMsgId.eq(client_msg_id))
+            .one(&self.db)
+            .await?;
+        Ok(row.and_then(|m| {
+            Some(Accepted {
+                run_id: RunId::from_db(m.run_id?),
+                message_id: MessageId::from_db(m.id),
+            })
+        }))
+    }
+
+    /// Runs `first` (already started), then each queued run in turn.
+    async fn drive(self: Arc<Self>, slot: Arc<Slot>, session: SessionId, first: Entry) {
+        let mut current = first;
+        loop {
+            run::run(self.clone(), &session, &current).await;
+            current.control.finished.cancel();
+            loop {
+                let next = {
+                    let mut state = slot.state.lock().expect("slot");
+                    state.active = state.queue.pop_front();
+                    state.active.clone()
+                };
+                let Some(next) = next else {
+                    self.release(&session, slot);
+                    return;
+                };
+                match run::start(&self, &session, &next).await {
+                    Ok(()) => {
+                        current = next;
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, run_id = %next.run_id, "cannot start a queued run");
+                        run::finish_unstarted(&self, &session, &next, Reason::Error).await;
+                        next.control.finished.cancel();
+                    }
+                }
+            }
+        }
+    }
+}

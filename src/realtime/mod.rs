@@ -5,6 +5,7 @@
 
 pub mod ack;
 pub mod agent;
+pub mod runs;
 
 use serde_json::Value;
 use socketioxide::SocketIo;
@@ -47,6 +48,7 @@ async fn connected(s: SocketRef) {
 fn agent_handlers(s: &SocketRef) {
     s.on("auth:whoami", whoami);
     agent::register(s);
+    runs::register(s);
     s.on_fallback(unknown_event);
 }
 

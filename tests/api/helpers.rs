@@ -428,7 +428,8 @@ pub struct Socket {
 }
 
 impl SocketBuilder {
-    fn new(url: &str, ns: &str) -> Self {
+    /// A WebSocket connection to namespace `ns` of the server at `url`.
+    pub fn new(url: &str, ns: &str) -> Self {
         Self {
             builder: ClientBuilder::new(url)
                 .namespace(ns)

@@ -1,0 +1,261 @@
+//! What a run writes: events for subscribers and, in the same transaction,
+//! the rows they describe — messages, the run, the session's status. A
+//! [`Batch`] collects both; committing it is one append to the session's
+//! log whose [`Effect`] writes the rows, so the log, the messages table and
+//! the session never disagree, whatever fails.
+
+use entity::{message, run, session};
+use futures_util::future::BoxFuture;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, Set, sea_query::Expr,
+};
+use serde_json::{Value, json};
+
+use crate::engine::provider::Usage;
+use crate::error::ApiError;
+use crate::ids::{MessageId, RunId, Seq, SessionId};
+use crate::log::{Appended, Effect, EventLog, NewEvent};
+use crate::sessions::Status;
+
+/// Why a run ended (`run.finished { reason }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Completed,
+    Stopped,
+    Interrupted,
+    Error,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Completed => "completed",
+            Reason::Stopped => "stopped",
+            Reason::Interrupted => "interrupted",
+            Reason::Error => "error",
+        }
+    }
+}
+
+/// Run rows: `queued` → `running` → `finished` (with a reason).
+pub const RUN_QUEUED: &str = "queued";
+pub const RUN_RUNNING: &str = "running";
+pub const RUN_FINISHED: &str = "finished";
+
+#[derive(Clone)]
+enum RunWrite {
+    Start {
+        id: RunId,
+        message_id: MessageId,
+    },
+    Finish {
+        id: RunId,
+        reason: Reason,
+        usage: Option<Usage>,
+    },
+}
+
+/// Events to append together with the rows they describe.
+#[derive(Clone)]
+pub struct Batch {
+    run_id: RunId,
+    events: Vec<NewEvent>,
+    record: Record,
+}
+
+#[derive(Clone)]
+struct Record {
+    session: SessionId,
+    status: Option<Status>,
+    run: Option<RunWrite>,
+    /// Each message with the index of the event that made it final.
+    messages: Vec<(usize, message::ActiveModel)>,
+}
+
+impl Batch {
+    pub fn new(session: &SessionId, run_id: &RunId) -> Self {
+        Self {
+            run_id: run_id.clone(),
+            events: Vec::new(),
+            record: Record {
+                session: session.clone(),
+                status: None,
+                run: None,
+                messages: Vec::new(),
+            },
+        }
+    }
+
+    /// Adds an event of the run; returns its index in the batch.
+    pub fn event(&mut self, kind: &str, data: Value) -> usize {
+        self.events
+            .push(NewEvent::new(kind, Some(&self.run_id), data));
+        self.events.len() - 1
+    }
+
+    /// Stores `row` with the seq of event `index`.
+    pub fn message(&mut self, index: usize, row: message::ActiveModel) {
+        self.record.messages.push((index, row));
+    }
+
+    /// Sets the session's status, with its `status` event.
+    pub fn status(&mut self, status: Status) {
+        self.event("status", json!({ "status": status.as_str() }));
+        self.record.status = Some(status);
+    }
+
+    pub fn start_run(&mut self, message_id: &MessageId) {
+        self.record.run = Some(RunWrite::Start {
+            id: self.run_id.clone(),
+            message_id: message_id.clone(),
+        });
+    }
+
+    pub fn finish_run(&mut self, reason: Reason, usage: Option<Usage>) {
+        self.record.run = Some(RunWrite::Finish {
+            id: self.run_id.clone(),
+            reason,
+            usage,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Appends the events; the rows are written in the same transaction.
+    pub async fn commit(self, log: &EventLog) -> Result<Appended, ApiError> {
+        let Batch { events, record, .. } = self;
+        let session = record.session.clone();
+        if record.status.is_none() && record.run.is_none() && record.messages.is_empty() {
+            return log.append(&session, events).await;
+        }
+        log.append_with(&session, events, Some(Box::new(record)))
+            .await
+    }
+}
+
+/// A message row; `seq` and `created_at` are set when it is committed.
+pub fn message_row(
+    session: &SessionId,
+    id: &MessageId,
+    run_id: &RunId,
+    role: &str,
+    content: String,
+    status: &str,
+) -> message::ActiveModel {
+    message::ActiveModel {
+        id: Set(id.as_str().to_owned()),
+        session_id: Set(session.as_str().to_owned()),
+        run_id: Set(Some(run_id.as_str().to_owned())),
+        role: Set(role.to_owned()),
+        content: Set(content),
+        tool_calls: Set(None),
+        tool_call_id: Set(None),
+        status: Set(status.to_owned()),
+        client_msg_id: Set(None),
+        seq: Set(0),
+        created_at: Set(crate::time::now()),
+    }
+}
+
+/// A run row waiting behind the active run (no event: its `message.user`
+/// is logged when it starts).
+pub async fn insert_queued_run(
+    db: &impl sea_orm::ConnectionTrait,
+    session: &SessionId,
+    run_id: &RunId,
+    message_id: &MessageId,
+) -> Result<(), DbErr> {
+    run::Entity::insert(run::ActiveModel {
+        id: Set(run_id.as_str().to_owned()),
+        session_id: Set(session.as_str().to_owned()),
+        message_id: Set(message_id.as_str().to_owned()),
+        status: Set(RUN_QUEUED.to_owned()),
+        reason: Set(None),
+        usage: Set(None),
+        node: Set(None),
+        created_at: Set(crate::time::now()),
+        started_at: Set(None),
+        finished_at: Set(None),
+    })
+    .on_conflict(OnConflict::column(run::Column::Id).do_nothing().to_owned())
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+impl Effect for Record {
+    fn apply<'a>(
+        self: Box<Self>,
+        txn: &'a DatabaseTransaction,
+        seqs: &'a [Seq],
+    ) -> BoxFuture<'a, Result<(), DbErr>> {
+        Box::pin(async move {
+            let now = crate::time::now();
+            let Record {
+                session: session_id,
+                status,
+                run: run_write,
+                messages,
+            } = *self;
+            for (index, mut row) in messages {
+                let seq = seqs.get(index).copied().ok_or_else(|| {
+                    DbErr::Custom(format!("no seq for the event of message {index}"))
+                })?;
+                row.seq = Set(seq);
+                row.created_at = Set(now);
+                message::Entity::insert(row)
+                    .exec_without_returning(txn)
+                    .await?;
+            }
+            match run_write {
+                Some(RunWrite::Start { id, message_id }) => {
+                    run::Entity::insert(run::ActiveModel {
+                        id: Set(id.as_str().to_owned()),
+                        session_id: Set(session_id.as_str().to_owned()),
+                        message_id: Set(message_id.as_str().to_owned()),
+                        status: Set(RUN_RUNNING.to_owned()),
+                        reason: Set(None),
+                        usage: Set(None),
+                        node: Set(None),
+                        created_at: Set(now),
+                        started_at: Set(Some(now)),
+                        finished_at: Set(None),
+                    })
+                    .on_conflict(
+                        OnConflict::column(run::Column::Id)
+                            .update_columns([run::Column::Status, run::Column::StartedAt])
+                            .to_owned(),
+                    )
+                    .exec_without_returning(txn)
+                    .await?;
+                }
+                Some(RunWrite::Finish { id, reason, usage }) => {
+                    run::Entity::update_many()
+                        .col_expr(run::Column::Status, Expr::value(RUN_FINISHED))
+                        .col_expr(run::Column::Reason, Expr::value(reason.as_str()))
+                        .col_expr(
+                            run::Column::Usage,
+                            Expr::value(usage.and_then(|u| serde_json::to_string(&u).ok())),
+                        )
+                        .col_expr(run::Column::FinishedAt, Expr::value(now))
+                        .filter(run::Column::Id.eq(id.as_str()))
+                        .exec(txn)
+                        .await?;
+                }
+                None => {}
+            }
+            if let Some(status) = status {
+                session::Entity::update_many()
+                    .col_expr(session::Column::Status, Expr::value(status.as_str()))
+                    .col_expr(session::Column::UpdatedAt, Expr::value(now))
+                    .filter(session::Column::Id.eq(session_id.as_str()))
+                    .exec(txn)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+}

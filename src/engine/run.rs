@@ -1,0 +1,396 @@
+//! One run: start it, stream the provider's answer into events, run the
+//! tools it calls, call it again, and end — always through [`finish`].
+//!
+//! The steps run in a task of their own so that a panic in them is caught
+//! like any other failure; what they achieved so far lives in [`Progress`],
+//! which the exit path reads to keep partial text and cancel open calls.
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::conversation::{self, arguments_value, tool_calls_value};
+use super::provider::{ChatRequest, ProviderError, ProviderEvent, ToolCall, Usage};
+use super::record::{Batch, Reason, message_row};
+use super::{Entry, Inner, tools};
+use crate::error::ApiError;
+use crate::ids::{MessageId, RunId, SessionId};
+use crate::sessions::Status;
+
+/// Why the steps of a run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RunError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("the model was still calling tools after {0} steps")]
+    MaxSteps(u32),
+    #[error("storing the run failed: {0}")]
+    Store(#[from] ApiError),
+    #[error("storing the run failed: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("the run failed unexpectedly")]
+    Panicked,
+}
+
+impl RunError {
+    /// The `error` event: provider failures are the user's to see (it is
+    /// their provider); internal ones say nothing about internals.
+    fn event(&self) -> Value {
+        match self {
+            RunError::Provider(e) => json!({ "code": "provider_error", "message": e.to_string() }),
+            RunError::MaxSteps(_) => json!({ "code": "max_steps", "message": self.to_string() }),
+            RunError::Store(_) | RunError::Db(_) | RunError::Panicked => json!({
+                "code": "internal",
+                "message": "the run failed because of an internal error; the session is usable",
+            }),
+        }
+    }
+}
+
+enum End {
+    Completed,
+    Cancelled,
+}
+
+/// What the run has done that its end must account for.
+struct Progress {
+    /// The last time the run sent anything to subscribers.
+    last_sent: Instant,
+    /// The assistant message being streamed, with the text committed so far.
+    message: Option<(MessageId, String)>,
+    /// Tool calls logged without a result yet.
+    open_calls: Vec<ToolCall>,
+    usage: Option<Usage>,
+    status: Status,
+}
+
+#[derive(Clone)]
+struct Turn {
+    inner: Arc<Inner>,
+    session: SessionId,
+    run_id: RunId,
+    cancel: tokio_util::sync::CancellationToken,
+    progress: Arc<Mutex<Progress>>,
+}
+
+impl Turn {
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().expect("progress")
+    }
+
+    fn batch(&self) -> Batch {
+        Batch::new(&self.session, &self.run_id)
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<(), ApiError> {
+        batch.commit(&self.inner.log).await?;
+        self.progress().last_sent = Instant::now();
+        Ok(())
+    }
+}
+
+/// Logs the user message and `run.started`; the session becomes `running`.
+pub(super) async fn start(
+    inner: &Inner,
+    session: &SessionId,
+    entry: &Entry,
+) -> Result<(), ApiError> {
+    let mut batch = Batch::new(session, &entry.run_id);
+    let mut data = json!({ "message_id": entry.message_id, "content": &*entry.content });
+    if let Some(id) = &entry.client_msg_id {
+        data["client_msg_id"] = json!(id);
+    }
+    let user = batch.event("message.user", data);
+    let mut row = message_row(
+        session,
+        &entry.message_id,
+        &entry.run_id,
+        "user",
+        entry.content.to_string(),
+        "complete",
+    );
+    row.client_msg_id = sea_orm::Set(entry.client_msg_id.clone());
+    batch.message(user, row);
+    batch.event(
+        "run.started",
+        json!({ "run_id": entry.run_id, "message_id": entry.message_id }),
+    );
+    batch.start_run(&entry.message_id);
+    batch.status(Status::Running);
+    batch.commit(&inner.log).await?;
+    metrics::counter!(crate::metrics::RUNS_STARTED).increment(1);
+    Ok(())
+}
+
+/// Ends a run that never started (dropped from the queue).
+pub(super) async fn finish_unstarted(
+    inner: &Inner,
+    session: &SessionId,
+    entry: &Entry,
+    reason: Reason,
+) {
+    let mut batch = Batch::new(session, &entry.run_id);
+    batch.event(
+        "run.finished",
+        json!({ "run_id": entry.run_id, "reason": reason.as_str() }),
+    );
+    batch.finish_run(reason, None);
+    match batch.commit(&inner.log).await {
+        Ok(_) => metrics::counter!(crate::metrics::RUNS_FINISHED, "reason" => reason.as_str())
+            .increment(1),
+        Err(error) => tracing::error!(%error, run_id = %entry.run_id, "cannot finish a queued run"),
+    }
+    entry.control.finished.cancel();
+}
+
+/// Runs a started run to its end, sending heartbeats while it is silent.
+#[tracing::instrument(skip_all, fields(session_id = %session, run_id = %entry.run_id))]
+pub(super) async fn run(inner: Arc<Inner>, session: &SessionId, entry: &Entry) {
+    let began = Instant::now();
+    let turn = Turn {
+        inner: inner.clone(),
+        session: session.clone(),
+        run_id: entry.run_id.clone(),
+        cancel: entry.control.cancel.clone(),
+        progress: Arc::new(Mutex::new(Progress {
+            last_sent: began,
+            message: None,
+            open_calls: Vec::new(),
+            usage: None,
+            status: Status::Running,
+        })),
+    };
+    let mut steps = tokio::spawn(steps(turn.clone()));
+    let heartbeat = inner.settings.heartbeat;
+    let outcome = loop {
+        let quiet_until = turn.progress().last_sent + heartbeat;
+        tokio::select! {
+            joined = &mut steps => break match joined {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    tracing::error!(%error, "the run task failed");
+                    Err(RunError::Panicked)
+                }
+            },
+            () = tokio::time::sleep_until(quiet_until) => {
+                let status = turn.progress().status;
+                inner.log.notify(session, "agent:heartbeat", &json!({
+                    "session_id": session,
+                    "run_id": entry.run_id,
+                    "status": status.as_str(),
+                    "elapsed_ms": began.elapsed().as_millis() as u64,
+                }));
+                turn.progress().last_sent = Instant::now();
+            }
+        }
+    };
+    let reason = match &outcome {
+        Ok(End::Completed) => Reason::Completed,
+        Ok(End::Cancelled) => entry.control.reason().unwrap_or(Reason::Stopped),
+        Err(_) => Reason::Error,
+    };
+    finish(&turn, reason, outcome.err()).await;
+}
+
+/// Calls the provider until it answers without tool calls.
+async fn steps(turn: Turn) -> Result<End, RunError> {
+    let max_steps = turn.inner.settings.max_steps;
+    for _ in 0..max_steps {
+        let messages = conversation::load(&turn.inner.db, &turn.session).await?;
+        let request = ChatRequest {
+            messages,
+            tools: Vec::new(),
+        };
+        let message_id = MessageId::generate();
+        turn.progress().message = Some((message_id.clone(), String::new()));
+        let mut stream = turn.inner.provider.stream(request);
+        let mut calls = Vec::new();
+        loop {
+            let item = tokio::select! {
+                biased;
+                () = turn.cancel.cancelled() => return Ok(End::Cancelled),
+                item = stream.next() => item,
+            };
+            match item {
+                Some(Ok(ProviderEvent::TextDelta(delta))) => {
+                    if delta.is_empty() {
+                        continue;
+                    }
+                    let mut batch = turn.batch();
+                    batch.event(
+                        "text.delta",
+                        json!({ "message_id": message_id, "delta": delta }),
+                    );
+                    turn.commit(batch).await?;
+                    if let Some((_, text)) = &mut turn.progress().message {
+                        text.push_str(&delta);
+                    }
+                }
+                Some(Ok(ProviderEvent::ToolCall(call))) => calls.push(call),
+                Some(Ok(ProviderEvent::Finished { usage, .. })) => {
+                    add_usage(&mut turn.progress().usage, usage);
+                    break;
+                }
+                Some(Err(error)) => return Err(error.into()),
+                None => return Err(ProviderError::Incomplete.into()),
+            }
+        }
+        drop(stream);
+
+        let text = turn
+            .progress()
+            .message
+            .as_ref()
+            .map(|(_, text)| text.clone())
+            .unwrap_or_default();
+        let mut batch = turn.batch();
+        let mut data = json!({
+            "message_id": message_id, "role": "assistant", "content": text, "status": "complete",
+        });
+        let mut row = message_row(
+            &turn.session,
+            &message_id,
+            &turn.run_id,
+            "assistant",
+            text,
+            "complete",
+        );
+        if !calls.is_empty() {
+            let value = tool_calls_value(&calls);
+            data["tool_calls"] = value.clone();
+            row.tool_calls = sea_orm::Set(Some(value.to_string()));
+        }
+        let completed = batch.event("message.completed", data);
+        batch.message(completed, row);
+        for call in &calls {
+            batch.event(
+                "tool.call",
+                json!({
+                    "call_id": call.id, "name": call.name,
+                    "arguments": arguments_value(&call.arguments), "target": "server",
+                }),
+            );
+        }
+        turn.commit(batch).await?;
+        {
+            let mut progress = turn.progress();
+            progress.message = None;
+            progress.open_calls = calls.clone();
+        }
+        if calls.is_empty() {
+            return Ok(End::Completed);
+        }
+        for call in calls {
+            if turn.cancel.is_cancelled() {
+                return Ok(End::Cancelled);
+            }
+            let (status, output) = tools::execute(&call);
+            let mut batch = turn.batch();
+            tools::result(
+                &mut batch,
+                &turn.session,
+                &turn.run_id,
+                &call.id,
+                status,
+                output,
+            );
+            turn.commit(batch).await?;
+            turn.progress().open_calls.retain(|c| c.id != call.id);
+        }
+    }
+    Err(RunError::MaxSteps(max_steps))
+}
+
+fn add_usage(total: &mut Option<Usage>, usage: Option<Usage>) {
+    if let Some(usage) = usage {
+        let sum = total.get_or_insert_with(Usage::default);
+        sum.prompt_tokens += usage.prompt_tokens;
+        sum.completion_tokens += usage.completion_tokens;
+        sum.total_tokens += usage.total_tokens;
+    }
+}
+
+/// The one exit path of every started run: keeps the partial text, cancels
+/// open tool calls, logs the error if any, `run.finished` and `idle` — in
+/// one transaction, retried a few times if the database fails.
+async fn finish(turn: &Turn, reason: Reason, error: Option<RunError>) {
+    let (partial, open_calls, usage) = {
+        let mut progress = turn.progress();
+        (
+            progress.message.take(),
+            std::mem::take(&mut progress.open_calls),
+            progress.usage,
+        )
+    };
+    let mut batch = turn.batch();
+    if let Some((message_id, text)) = partial
+        && !text.is_empty()
+    {
+        let index = batch.event(
+            "message.completed",
+            json!({
+                "message_id": message_id, "role": "assistant", "content": text,
+                "status": "incomplete",
+            }),
+        );
+        batch.message(
+            index,
+            message_row(
+                &turn.session,
+                &message_id,
+                &turn.run_id,
+                "assistant",
+                text,
+                "incomplete",
+            ),
+        );
+    }
+    for call in open_calls {
+        let output = format!(
+            "the run ended ({}) before this call finished",
+            reason.as_str()
+        );
+        tools::result(
+            &mut batch,
+            &turn.session,
+            &turn.run_id,
+            &call.id,
+            "cancelled",
+            output,
+        );
+    }
+    if let Some(error) = &error {
+        tracing::warn!(%error, "run failed");
+        batch.event("error", error.event());
+    }
+    let mut data = json!({ "run_id": turn.run_id, "reason": reason.as_str() });
+    if let Some(usage) = usage {
+        data["usage"] = json!(usage);
+    }
+    batch.event("run.finished", data);
+    batch.finish_run(reason, usage);
+    batch.status(Status::Idle);
+
+    let mut backoff = std::time::Duration::from_millis(100);
+    for attempt in 1..=4 {
+        match batch.clone().commit(&turn.inner.log).await {
+            Ok(_) => {
+                tracing::info!(reason = reason.as_str(), "run finished");
+                metrics::counter!(crate::metrics::RUNS_FINISHED, "reason" => reason.as_str())
+                    .increment(1);
+                return;
+            }
+            Err(error) if attempt < 4 => {
+                tracing::warn!(%error, attempt, "cannot record the end of the run; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 4;
+            }
+            Err(error) => tracing::error!(
+                %error,
+                "cannot record the end of the run; the next start will finish it"
+            ),
+        }
+    }
+}
