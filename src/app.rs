@@ -81,8 +81,12 @@ impl Application {
         crate::metrics::handle();
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
+        let writer = crate::db::connect_log_writer(&config)
+            .await
+            .with_context(|| format!("cannot open the database {}", config.database_display()))?;
         let log = EventLog::new(
             db.clone(),
+            writer,
             config.log.clone(),
             tasks.clone(),
             shutdown.clone(),

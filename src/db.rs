@@ -17,6 +17,24 @@ use crate::config::Config;
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
+    Database::connect(options(config, false)).await
+}
+
+/// SQLite only: the one connection the event log commits through
+/// ([`crate::log`]). Foreign keys are not checked on it: every row it writes
+/// names a session whose row the same transaction has just updated, and the
+/// check costs a lookup per event on the hottest path.
+pub async fn connect_log_writer(config: &Config) -> Result<Option<DatabaseConnection>, DbErr> {
+    let url = config.database_url.expose_secret();
+    if !url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    let mut options = options(config, true);
+    options.min_connections(1).max_connections(1);
+    Database::connect(options).await.map(Some)
+}
+
+fn options(config: &Config, log_writer: bool) -> ConnectOptions {
     let mut options = ConnectOptions::new(config.database_url.expose_secret().to_owned());
     options
         .connect_timeout(Duration::from_secs(10))
@@ -25,13 +43,15 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
         // A ping before every acquire doubles the round trips of short
         // statements; only check connections that sat idle.
         .test_before_acquire_if_idle_for(Duration::from_secs(30))
-        .map_sqlx_sqlite_opts(|opts| {
+        .map_sqlx_sqlite_opts(move |opts| {
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                .foreign_keys(true)
+                .foreign_keys(!log_writer)
+                // KiB: the log writer touches every active session's pages.
+                .pragma("cache_size", if log_writer { "-65536" } else { "-16384" })
         });
-    Database::connect(options).await
+    options
 }
 
 pub async fn connect_and_migrate(config: &Config) -> Result<DatabaseConnection, DbErr> {

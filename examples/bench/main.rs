@@ -7,12 +7,16 @@
 //! Scenarios (`all` runs each): `ingest` (durable events/s, batched and one
 //! by one), `replay` (time to replay 100,000 events to one subscriber),
 //! `fanout` (one session, 1,000 WebSocket subscribers: deliveries/s
-//! saturated, and p50/p99 producer→subscriber latency at a fixed rate).
+//! saturated, and p50/p99 producer→subscriber latency at a fixed rate),
+//! `runs [RUNS] [DELTAS_PER_SECOND]` (200 concurrent agent runs against a
+//! mock provider streaming 50 deltas/s each, by default:
+//! provider→subscriber delta latency).
 //! Each scenario starts `target/release/switchboard` on a fresh SQLite
 //! database in a temporary directory, on loopback.
 
 #[path = "../../tests/support/raw_client.rs"]
 mod raw_client;
+mod runs;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -36,6 +40,10 @@ struct Server {
 
 impl Server {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let bin = std::env::var("SWITCHBOARD_BIN").unwrap_or_else(|_| {
             concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/switchboard").to_owned()
@@ -48,6 +56,7 @@ impl Server {
             )
             .env("SWITCHBOARD_API_TOKENS", format!("bench:{TOKEN}"))
             .env("RUST_LOG", "warn,switchboard::app=info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -148,6 +157,11 @@ fn seq(text: &str) -> Option<i64> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
+}
+
+/// The `p`-th quantile of sorted nanoseconds, in milliseconds.
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)] as f64 / 1e6
 }
 
 fn rate(n: f64, elapsed: Duration) -> String {
@@ -391,5 +405,14 @@ async fn main() {
     }
     if all || which == "fanout" {
         fanout().await;
+    }
+    if all || which == "runs" {
+        let arg = |i: usize, default: u64| {
+            std::env::args()
+                .nth(i)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(default)
+        };
+        runs::runs(arg(2, 200), arg(3, 50)).await;
     }
 }

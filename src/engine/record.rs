@@ -188,7 +188,7 @@ pub async fn insert_queued_run(
 
 impl Effect for Record {
     fn apply<'a>(
-        self: Box<Self>,
+        &'a self,
         txn: &'a DatabaseTransaction,
         seqs: &'a [Seq],
     ) -> BoxFuture<'a, Result<(), DbErr>> {
@@ -199,7 +199,7 @@ impl Effect for Record {
                 status,
                 run: run_write,
                 messages,
-            } = *self;
+            } = self.clone();
             for (index, mut row) in messages {
                 let seq = seqs.get(index).copied().ok_or_else(|| {
                     DbErr::Custom(format!("no seq for the event of message {index}"))

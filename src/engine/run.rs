@@ -5,6 +5,7 @@
 //! like any other failure; what they achieved so far lives in [`Progress`],
 //! which the exit path reads to keep partial text and cancel open calls.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
@@ -17,6 +18,7 @@ use super::record::{Batch, Reason, message_row};
 use super::{Entry, Inner, tools};
 use crate::error::ApiError;
 use crate::ids::{MessageId, RunId, SessionId};
+use crate::log::{NewEvent, Submitted};
 use crate::sessions::Status;
 
 /// Why the steps of a run stopped early.
@@ -82,6 +84,12 @@ impl Turn {
 
     fn batch(&self) -> Batch {
         Batch::new(&self.session, &self.run_id)
+    }
+
+    fn add_text(&self, delta: &str) {
+        if let Some((_, text)) = &mut self.progress().message {
+            text.push_str(delta);
+        }
     }
 
     async fn commit(&self, batch: Batch) -> Result<(), ApiError> {
@@ -194,6 +202,39 @@ pub(super) async fn run(inner: Arc<Inner>, session: &SessionId, entry: &Entry) {
     finish(&turn, reason, outcome.err()).await;
 }
 
+/// Text deltas handed to the log and not yet known to be committed. The
+/// run does not wait for each commit before reading the next delta (those
+/// that arrive meanwhile share the next commit); the partial text it would
+/// keep grows only by committed deltas.
+#[derive(Default)]
+struct Deltas(VecDeque<(Submitted, String)>);
+
+impl Deltas {
+    /// Takes in the deltas already committed, in order.
+    fn settle(&mut self, turn: &Turn) -> Result<(), RunError> {
+        while let Some((submitted, _)) = self.0.front_mut() {
+            match submitted.try_wait() {
+                None => break,
+                Some(result) => {
+                    result?;
+                    let (_, delta) = self.0.pop_front().expect("a front");
+                    turn.add_text(&delta);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every delta's commit.
+    async fn flush(&mut self, turn: &Turn) -> Result<(), RunError> {
+        while let Some((submitted, delta)) = self.0.pop_front() {
+            submitted.wait().await?;
+            turn.add_text(&delta);
+        }
+        Ok(())
+    }
+}
+
 /// Calls the provider until it answers without tool calls.
 async fn steps(turn: Turn) -> Result<End, RunError> {
     let max_steps = turn.inner.settings.max_steps;
@@ -207,10 +248,14 @@ async fn steps(turn: Turn) -> Result<End, RunError> {
         turn.progress().message = Some((message_id.clone(), String::new()));
         let mut stream = turn.inner.provider.stream(request);
         let mut calls = Vec::new();
+        let mut deltas = Deltas::default();
         loop {
             let item = tokio::select! {
                 biased;
-                () = turn.cancel.cancelled() => return Ok(End::Cancelled),
+                () = turn.cancel.cancelled() => {
+                    deltas.flush(&turn).await?;
+                    return Ok(End::Cancelled);
+                }
                 item = stream.next() => item,
             };
             match item {
@@ -218,25 +263,36 @@ async fn steps(turn: Turn) -> Result<End, RunError> {
                     if delta.is_empty() {
                         continue;
                     }
-                    let mut batch = turn.batch();
-                    batch.event(
+                    let event = NewEvent::new(
                         "text.delta",
+                        Some(&turn.run_id),
                         json!({ "message_id": message_id, "delta": delta }),
                     );
-                    turn.commit(batch).await?;
-                    if let Some((_, text)) = &mut turn.progress().message {
-                        text.push_str(&delta);
-                    }
+                    let submitted = turn
+                        .inner
+                        .log
+                        .submit(&turn.session, vec![event], None)
+                        .await?;
+                    turn.progress().last_sent = Instant::now();
+                    deltas.0.push_back((submitted, delta));
+                    deltas.settle(&turn)?;
                 }
                 Some(Ok(ProviderEvent::ToolCall(call))) => calls.push(call),
                 Some(Ok(ProviderEvent::Finished { usage, .. })) => {
                     add_usage(&mut turn.progress().usage, usage);
                     break;
                 }
-                Some(Err(error)) => return Err(error.into()),
-                None => return Err(ProviderError::Incomplete.into()),
+                Some(Err(error)) => {
+                    deltas.flush(&turn).await?;
+                    return Err(error.into());
+                }
+                None => {
+                    deltas.flush(&turn).await?;
+                    return Err(ProviderError::Incomplete.into());
+                }
             }
         }
+        deltas.flush(&turn).await?;
         drop(stream);
 
         let text = turn

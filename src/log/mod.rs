@@ -95,6 +95,7 @@ struct Inner {
     /// writer at a time: writers of different sessions queue here instead
     /// of sleeping in SQLite's busy handler. `None` for PostgreSQL.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    committer: Option<mpsc::Sender<writer::Job>>,
     settings: Settings,
     sessions: Mutex<HashMap<SessionId, Arc<SessionLog>>>,
     tasks: TaskTracker,
@@ -103,7 +104,9 @@ struct Inner {
 
 /// One session's writer queue, tail and subscribers.
 struct SessionLog {
-    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite: where this session's groups are committed, together with
+    /// other sessions' ([`writer::committer`]).
+    committer: Option<mpsc::Sender<writer::Job>>,
     id: SessionId,
     /// The session's owner (it never changes), for access checks that
     /// need no query.
@@ -141,16 +144,48 @@ struct AppendRequest {
 
 /// Database writes that must commit together with an append, or not at all
 /// (a run's state, its messages, the session's status). An append with an
-/// effect gets a transaction of its own, so that its failure fails no one
-/// else's events.
-pub trait Effect: Send + 'static {
+/// effect is never grouped with other appends of its session; if it fails,
+/// it fails alone (a failed multi-session commit is retried group by group).
+pub trait Effect: Send + Sync + 'static {
     /// Runs inside the append's transaction, after its events are inserted;
     /// `seqs` are theirs, in order.
     fn apply<'a>(
-        self: Box<Self>,
+        &'a self,
         txn: &'a DatabaseTransaction,
         seqs: &'a [Seq],
     ) -> BoxFuture<'a, Result<(), DbErr>>;
+}
+
+/// An append on its way to the database; [`Submitted::wait`] for its commit.
+pub struct Submitted(oneshot::Receiver<Result<Outcome, String>>);
+
+impl Submitted {
+    pub async fn wait(self) -> Result<Appended, ApiError> {
+        let outcome = self
+            .0
+            .await
+            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
+            .map_err(|message| ApiError::Internal(anyhow::anyhow!(message)))?;
+        Ok(Appended {
+            events: outcome.events,
+            duplicates: outcome.duplicates,
+        })
+    }
+
+    /// The outcome, if the commit is already over.
+    pub fn try_wait(&mut self) -> Option<Result<Appended, ApiError>> {
+        match self.0.try_recv() {
+            Ok(Ok(outcome)) => Some(Ok(Appended {
+                events: outcome.events,
+                duplicates: outcome.duplicates,
+            })),
+            Ok(Err(message)) => Some(Err(ApiError::Internal(anyhow::anyhow!(message)))),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(ApiError::Unavailable(
+                "the server is shutting down".into(),
+            ))),
+        }
+    }
 }
 
 /// A subscription ready to start, once the caller has acknowledged it.
@@ -164,17 +199,29 @@ pub struct Pending {
 }
 
 impl EventLog {
+    /// `writer`: on SQLite, a connection of its own to commit through
+    /// ([`crate::db::connect_log_writer`]).
     pub fn new(
         db: DatabaseConnection,
+        writer: Option<DatabaseConnection>,
         settings: Settings,
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
-        let write_gate =
+        let write_gate: Option<Arc<tokio::sync::Mutex<()>>> =
             (db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite).then(Arc::default);
+        // Not tracked: it serves the session writers until the last of them
+        // is gone, and ends when the log is dropped.
+        let committer = write_gate.clone().map(|gate| {
+            let (tx, rx) = mpsc::channel(4096);
+            let writer = writer.unwrap_or_else(|| db.clone());
+            tokio::spawn(writer::committer(writer, gate, rx));
+            tx
+        });
         let log = Self {
             inner: Arc::new(Inner {
                 write_gate,
+                committer,
                 db,
                 settings,
                 sessions: Mutex::default(),
@@ -209,6 +256,19 @@ impl EventLog {
         events: Vec<NewEvent>,
         effect: Option<Box<dyn Effect>>,
     ) -> Result<Appended, ApiError> {
+        self.submit(session, events, effect).await?.wait().await
+    }
+
+    /// Queues an append without waiting for its commit: appends submitted
+    /// one after the other commit in that order. A run streams its deltas
+    /// this way, so that those arriving while a commit is in flight share
+    /// the next one.
+    pub async fn submit(
+        &self,
+        session: &SessionId,
+        events: Vec<NewEvent>,
+        effect: Option<Box<dyn Effect>>,
+    ) -> Result<Submitted, ApiError> {
         let mut events = Some((events, effect));
         for _ in 0..3 {
             let log = self.session(session).await?;
@@ -220,16 +280,7 @@ impl EventLog {
                 reply,
             };
             match log.tx.send(request).await {
-                Ok(()) => {
-                    let outcome = answer
-                        .await
-                        .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
-                        .map_err(|message| ApiError::Internal(anyhow::anyhow!(message)))?;
-                    return Ok(Appended {
-                        events: outcome.events,
-                        duplicates: outcome.duplicates,
-                    });
-                }
+                Ok(()) => return Ok(Submitted(answer)),
                 // The writer retired between lookup and send: take the events
                 // back and ask the next one.
                 Err(mpsc::error::SendError(request)) => {
@@ -339,7 +390,7 @@ impl EventLog {
         }
         let (tx, rx) = mpsc::channel(1024);
         let log = Arc::new(SessionLog {
-            write_gate: self.inner.write_gate.clone(),
+            committer: self.inner.committer.clone(),
             id: id.clone(),
             owner,
             db: self.inner.db.clone(),

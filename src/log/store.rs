@@ -3,22 +3,23 @@
 //! `sessions.head_seq` in the same transaction that inserts the events, so
 //! the database row is the source of truth even with several nodes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use entity::{event, session};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 
 use super::Effect;
 use super::event::{Committed, NewEvent, Window};
 use crate::ids::{Seq, SessionId};
 
-/// SQLite allows 32,766 bound parameters; events have 7 columns.
-const INSERT_CHUNK: usize = 1_000;
+/// Rows per INSERT (and sessions per seq allocation): SQLite allows 32,766
+/// bound parameters, events have 7 columns.
+const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 
 /// What one append request got.
 #[derive(Debug, Default)]
@@ -35,146 +36,253 @@ pub enum StoreError {
     Db(#[from] DbErr),
 }
 
-/// Appends several requests in one transaction (group commit). Each request
-/// gets contiguous seqs, in order; events whose idempotency key this session
-/// already stored (or an earlier event of the group carried) are skipped and
-/// counted as duplicates. With `max_events`, older events are pruned in the
-/// same transaction so that at most that many stay stored.
+/// One session's requests to append, and what must commit with them.
+pub struct Group<'a> {
+    pub session_id: &'a SessionId,
+    pub requests: &'a [Vec<NewEvent>],
+    /// Only with a single request: its events' seqs are handed to it.
+    pub effect: Option<&'a dyn Effect>,
+}
+
+/// Appends one session's requests in one transaction (group commit).
 pub async fn append(
     db: &DatabaseConnection,
-    session_id: &SessionId,
-    requests: &[Vec<NewEvent>],
-    effect: Option<Box<dyn Effect>>,
+    group: Group<'_>,
     max_events: Option<u64>,
 ) -> Result<Vec<Outcome>, StoreError> {
     let txn = crate::db::begin_write(db).await?;
+    let mut outcomes = append_groups(&txn, std::slice::from_ref(&group), max_events).await?;
+    txn.commit().await?;
+    Ok(outcomes.pop().unwrap_or_default())
+}
 
-    let keys: Vec<&str> = requests
-        .iter()
-        .flatten()
-        .filter_map(|e| e.idempotency_key.as_deref())
-        .collect();
-    let mut seen: HashSet<String> = HashSet::new();
-    for chunk in keys.chunks(500) {
-        let stored: Vec<Option<String>> = event::Entity::find()
-            .select_only()
-            .column(event::Column::IdempotencyKey)
-            .filter(event::Column::SessionId.eq(session_id.as_str()))
-            // Spelled out so both databases use the partial unique index.
-            .filter(event::Column::IdempotencyKey.is_not_null())
-            .filter(event::Column::IdempotencyKey.is_in(chunk.iter().copied()))
-            .into_tuple()
-            .all(&txn)
-            .await?;
-        seen.extend(stored.into_iter().flatten());
+/// Appends the groups of several sessions inside the caller's transaction,
+/// with one statement to allocate every session's seqs and as few inserts
+/// as the rows need. Each request gets contiguous seqs, in order; events
+/// whose idempotency key the session already stored (or an earlier event of
+/// the same transaction carried) are skipped and counted as duplicates.
+/// With `max_events`, older events are pruned so that at most that many
+/// stay stored per session.
+pub async fn append_groups(
+    txn: &DatabaseTransaction,
+    groups: &[Group<'_>],
+    max_events: Option<u64>,
+) -> Result<Vec<Vec<Outcome>>, StoreError> {
+    // Idempotency keys already stored, per session.
+    let mut seen: HashMap<&str, HashSet<String>> = HashMap::new();
+    for group in groups {
+        let keys: Vec<&str> = group
+            .requests
+            .iter()
+            .flatten()
+            .filter_map(|e| e.idempotency_key.as_deref())
+            .collect();
+        let seen = seen.entry(group.session_id.as_str()).or_default();
+        for chunk in keys.chunks(500) {
+            let stored: Vec<Option<String>> = event::Entity::find()
+                .select_only()
+                .column(event::Column::IdempotencyKey)
+                .filter(event::Column::SessionId.eq(group.session_id.as_str()))
+                // Spelled out so both databases use the partial unique index.
+                .filter(event::Column::IdempotencyKey.is_not_null())
+                .filter(event::Column::IdempotencyKey.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(txn)
+                .await?;
+            seen.extend(stored.into_iter().flatten());
+        }
     }
 
-    // Which events are new, per request.
-    let mut keep: Vec<Vec<&NewEvent>> = Vec::with_capacity(requests.len());
-    let mut duplicates = Vec::with_capacity(requests.len());
-    for request in requests {
-        let mut kept = Vec::with_capacity(request.len());
-        let mut dups = 0;
-        for event in request {
-            match &event.idempotency_key {
-                Some(key) if !seen.insert(key.clone()) => dups += 1,
-                _ => kept.push(event),
+    // Which events are new, per request, and how many per session.
+    let mut kept: Vec<Vec<Vec<&NewEvent>>> = Vec::with_capacity(groups.len());
+    let mut outcomes: Vec<Vec<Outcome>> = Vec::with_capacity(groups.len());
+    let mut totals: HashMap<&str, i64> = HashMap::new();
+    for group in groups {
+        let seen = seen.entry(group.session_id.as_str()).or_default();
+        let mut group_kept = Vec::with_capacity(group.requests.len());
+        let mut group_outcomes = Vec::with_capacity(group.requests.len());
+        for request in group.requests {
+            let mut keep = Vec::with_capacity(request.len());
+            let mut duplicates = 0;
+            for event in request {
+                match &event.idempotency_key {
+                    Some(key) if !seen.insert(key.clone()) => duplicates += 1,
+                    _ => keep.push(event),
+                }
             }
-        }
-        keep.push(kept);
-        duplicates.push(dups);
-    }
-    let total: usize = keep.iter().map(Vec::len).sum();
-
-    let mut outcomes: Vec<Outcome> = duplicates
-        .into_iter()
-        .map(|duplicates| Outcome {
-            events: Vec::new(),
-            duplicates,
-        })
-        .collect();
-    if total == 0 {
-        if let Some(effect) = effect {
-            effect.apply(&txn, &[]).await?;
-        }
-        txn.commit().await?;
-        return Ok(outcomes);
-    }
-
-    let now = crate::time::now();
-    let updated = session::Entity::update_many()
-        .col_expr(
-            session::Column::HeadSeq,
-            Expr::col(session::Column::HeadSeq).add(total as i64),
-        )
-        .col_expr(session::Column::UpdatedAt, Expr::value(now))
-        .filter(session::Column::Id.eq(session_id.as_str()))
-        .exec_with_returning(&txn)
-        .await?;
-    let Some(row) = updated.into_iter().next() else {
-        return Err(StoreError::NoSession(session_id.clone()));
-    };
-    let head = row.head_seq;
-    let ts = crate::time::format(&now);
-    let mut seq = head - total as i64;
-
-    let mut rows = Vec::with_capacity(total);
-    for (outcome, kept) in outcomes.iter_mut().zip(&keep) {
-        for event in kept {
-            seq += 1;
-            outcome.events.push(Committed::new(
-                session_id.as_str(),
-                seq,
-                &event.kind,
-                event.run_id.as_ref().map(|r| r.as_str()),
-                &ts,
-                &event.data,
-            ));
-            rows.push(event::ActiveModel {
-                session_id: Set(session_id.as_str().to_owned()),
-                seq: Set(seq),
-                kind: Set(event.kind.clone()),
-                run_id: Set(event.run_id.as_ref().map(|r| r.as_str().to_owned())),
-                data: Set(event.data.get().to_owned()),
-                idempotency_key: Set(event.idempotency_key.clone()),
-                created_at: Set(now),
+            *totals.entry(group.session_id.as_str()).or_default() += keep.len() as i64;
+            group_kept.push(keep);
+            group_outcomes.push(Outcome {
+                events: Vec::new(),
+                duplicates,
             });
         }
+        kept.push(group_kept);
+        outcomes.push(group_outcomes);
     }
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
+    totals.retain(|_, n| *n > 0);
+
+    // Allocate seqs: one UPDATE … RETURNING for every session.
+    let now = crate::time::now();
+    let mut next_seq: HashMap<&str, Seq> = HashMap::new();
+    let mut heads: Vec<(String, Seq, Seq)> = Vec::new();
+    if !totals.is_empty() {
+        let mut totals_list: Vec<(&str, i64)> = totals.iter().map(|(id, n)| (*id, *n)).collect();
+        totals_list.sort_unstable();
+        for (id, head, first) in allocate(txn, &totals_list, now).await? {
+            if let Some((id, n)) = totals.get_key_value(id.as_str()) {
+                next_seq.insert(id, head - n + 1);
+            }
+            heads.push((id, head, first));
+        }
+        if let Some(missing) = totals.keys().find(|id| !next_seq.contains_key(*id)) {
+            return Err(StoreError::NoSession(SessionId::from_db(
+                (*missing).to_owned(),
+            )));
+        }
+    }
+
+    // Envelopes and rows.
+    let ts = crate::time::format(&now);
+    let mut rows = Vec::new();
+    for ((group, group_kept), group_outcomes) in groups.iter().zip(&kept).zip(&mut outcomes) {
+        let session_id = group.session_id.as_str();
+        for (keep, outcome) in group_kept.iter().zip(group_outcomes.iter_mut()) {
+            for event in keep {
+                let seq = next_seq.get_mut(session_id).expect("allocated");
+                outcome.events.push(Committed::new(
+                    session_id,
+                    *seq,
+                    &event.kind,
+                    event.run_id.as_ref().map(|r| r.as_str()),
+                    &ts,
+                    &event.data,
+                ));
+                rows.push(event::ActiveModel {
+                    session_id: Set(session_id.to_owned()),
+                    seq: Set(*seq),
+                    kind: Set(event.kind.clone()),
+                    run_id: Set(event.run_id.as_ref().map(|r| r.as_str().to_owned())),
+                    data: Set(event.data.get().to_owned()),
+                    idempotency_key: Set(event.idempotency_key.clone()),
+                    created_at: Set(now),
+                });
+                *seq += 1;
+            }
+        }
+    }
+    let mut rows = rows.into_iter();
+    for size in fixed_chunks(rows.len()) {
+        let chunk: Vec<_> = rows.by_ref().take(size).collect();
         event::Entity::insert_many(chunk)
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
     }
 
-    if let Some(effect) = effect {
-        let seqs: Vec<Seq> = outcomes
-            .first()
-            .map(|o| o.events.iter().map(|e| e.seq).collect())
-            .unwrap_or_default();
-        effect.apply(&txn, &seqs).await?;
+    for (group, group_outcomes) in groups.iter().zip(&outcomes) {
+        if let Some(effect) = group.effect {
+            let seqs: Vec<Seq> = group_outcomes
+                .first()
+                .map(|o| o.events.iter().map(|e| e.seq).collect())
+                .unwrap_or_default();
+            effect.apply(txn, &seqs).await?;
+        }
     }
 
     if let Some(max) = max_events {
-        let first_kept = head - max as i64 + 1;
-        if first_kept > row.first_seq {
-            event::Entity::delete_many()
-                .filter(event::Column::SessionId.eq(session_id.as_str()))
-                .filter(event::Column::Seq.lt(first_kept))
-                .exec(&txn)
-                .await?;
-            session::Entity::update_many()
-                .col_expr(session::Column::FirstSeq, Expr::value(first_kept))
-                .filter(session::Column::Id.eq(session_id.as_str()))
-                .exec(&txn)
-                .await?;
+        for (id, head, first_seq) in heads {
+            let first_kept = head - max as i64 + 1;
+            if first_kept > first_seq {
+                event::Entity::delete_many()
+                    .filter(event::Column::SessionId.eq(id.as_str()))
+                    .filter(event::Column::Seq.lt(first_kept))
+                    .exec(txn)
+                    .await?;
+                session::Entity::update_many()
+                    .col_expr(session::Column::FirstSeq, Expr::value(first_kept))
+                    .filter(session::Column::Id.eq(id.as_str()))
+                    .exec(txn)
+                    .await?;
+            }
         }
     }
 
-    txn.commit().await?;
     Ok(outcomes)
+}
+
+/// Splits `n` rows into statements of a few fixed sizes (largest first), so
+/// that the database sees a handful of distinct statements, each prepared
+/// once and cached, instead of a new one for every row count.
+fn fixed_chunks(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let size = CHUNK_SIZES.iter().copied().find(|size| *size <= n)?;
+        n -= size;
+        Some(size)
+    })
+}
+
+/// Adds each session's count to its `head_seq`, returning `(id, head_seq,
+/// first_seq)` per session.
+async fn allocate(
+    txn: &DatabaseTransaction,
+    totals: &[(&str, i64)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(String, Seq, Seq)>, DbErr> {
+    let mut heads = Vec::with_capacity(totals.len());
+    if txn.get_database_backend() != DbBackend::Sqlite || totals.len() == 1 {
+        for (id, n) in totals {
+            let updated = session::Entity::update_many()
+                .col_expr(
+                    session::Column::HeadSeq,
+                    Expr::col(session::Column::HeadSeq).add(*n),
+                )
+                .col_expr(session::Column::UpdatedAt, Expr::value(now))
+                .filter(session::Column::Id.eq(*id))
+                .exec_with_returning(txn)
+                .await?;
+            heads.extend(
+                updated
+                    .into_iter()
+                    .map(|row| (row.id, row.head_seq, row.first_seq)),
+            );
+        }
+        return Ok(heads);
+    }
+    // SQLite, several sessions: one UPDATE … FROM per fixed-size chunk (a
+    // CASE over many sessions costs a comparison per session and row).
+    let mut rest = totals;
+    for size in fixed_chunks(totals.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let values = vec!["(?, ?)"; size].join(", ");
+        let sql = format!(
+            "WITH v(id, n) AS (VALUES {values}) \
+             UPDATE sessions SET head_seq = sessions.head_seq + v.n, updated_at = ? \
+             FROM v WHERE sessions.id = v.id \
+             RETURNING id, head_seq, first_seq"
+        );
+        let mut params: Vec<sea_orm::Value> = Vec::with_capacity(size * 2 + 1);
+        for (id, n) in chunk {
+            params.push((*id).into());
+            params.push((*n).into());
+        }
+        params.push(now.into());
+        let rows = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                sql,
+                params,
+            ))
+            .await?;
+        for row in rows {
+            heads.push((
+                row.try_get("", "id")?,
+                row.try_get("", "head_seq")?,
+                row.try_get("", "first_seq")?,
+            ));
+        }
+    }
+    Ok(heads)
 }
 
 /// Up to `limit` stored events with `seq > after`, oldest first.

@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{AppendRequest, Inner, SessionLog, store};
+use super::store::Outcome;
+use super::{AppendRequest, Effect, Inner, NewEvent, SessionLog, store};
+use crate::ids::SessionId;
 
 /// Events committed per transaction at most; more waits for the next one.
 const MAX_GROUP_EVENTS: usize = 10_000;
@@ -63,12 +65,34 @@ async fn commit(log: &Arc<SessionLog>, mut batch: Vec<AppendRequest>) {
         .map(|r| std::mem::take(&mut r.events))
         .collect();
     let effect = batch.first_mut().and_then(|r| r.effect.take());
-    let permit = match &log.write_gate {
-        Some(gate) => Some(gate.lock().await),
-        None => None,
+    let result = match &log.committer {
+        Some(committer) => {
+            let (reply, answer) = oneshot::channel();
+            let job = Job {
+                session: log.id.clone(),
+                requests,
+                effect,
+                max_events: log.settings.max_events,
+                reply,
+            };
+            match committer.send(job).await {
+                Ok(()) => answer
+                    .await
+                    .unwrap_or_else(|_| Err("the committer stopped".into())),
+                Err(_) => Err("the committer stopped".into()),
+            }
+        }
+        None => {
+            let group = store::Group {
+                session_id: &log.id,
+                requests: &requests,
+                effect: effect.as_deref(),
+            };
+            store::append(&log.db, group, log.settings.max_events)
+                .await
+                .map_err(|e| e.to_string())
+        }
     };
-    let result = store::append(&log.db, &log.id, &requests, effect, log.settings.max_events).await;
-    drop(permit);
     match result {
         Ok(outcomes) => {
             let committed: Vec<_> = outcomes
@@ -81,12 +105,88 @@ async fn commit(log: &Arc<SessionLog>, mut batch: Vec<AppendRequest>) {
                 let _ = request.reply.send(Ok(outcome));
             }
         }
-        Err(error) => {
-            tracing::error!(session_id = %log.id, %error, "append failed");
-            let message = error.to_string();
+        Err(message) => {
+            tracing::error!(session_id = %log.id, error = %message, "append failed");
             for request in batch {
                 let _ = request.reply.send(Err(message.clone()));
             }
+        }
+    }
+}
+
+/// One session's group, handed to the [`committer`].
+pub(super) struct Job {
+    session: SessionId,
+    requests: Vec<Vec<NewEvent>>,
+    effect: Option<Box<dyn Effect>>,
+    max_events: Option<u64>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, String>>,
+}
+
+/// SQLite has one writer at a time, so a transaction per session caps the
+/// whole server at a few thousand commits a second. Instead, the session
+/// writers hand their groups to this one task, which commits every group
+/// waiting — of any session — in one transaction. Should that transaction
+/// fail, each group is retried in a transaction of its own, so that a
+/// failing group fails only its own requests.
+pub(super) async fn committer(
+    db: DatabaseConnection,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    mut rx: mpsc::Receiver<Job>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut queued: usize = first.requests.iter().map(Vec::len).sum();
+        let mut jobs = vec![first];
+        while queued < MAX_GROUP_EVENTS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    queued += job.requests.iter().map(Vec::len).sum::<usize>();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let _permit = gate.lock().await;
+        commit_jobs(&db, jobs).await;
+    }
+}
+
+async fn commit_jobs(db: &DatabaseConnection, jobs: Vec<Job>) {
+    let max_events = jobs[0].max_events;
+    let together = async {
+        let groups: Vec<store::Group<'_>> = jobs.iter().map(Job::group).collect();
+        let txn = crate::db::begin_write(db).await?;
+        let outcomes = store::append_groups(&txn, &groups, max_events).await?;
+        txn.commit().await?;
+        Ok::<_, store::StoreError>(outcomes)
+    };
+    match together.await {
+        Ok(outcomes) => {
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                let _ = job.reply.send(Ok(outcome));
+            }
+        }
+        Err(error) if jobs.len() == 1 => {
+            for job in jobs {
+                let _ = job.reply.send(Err(error.to_string()));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, groups = jobs.len(), "a grouped commit failed; retrying each group alone");
+            for job in jobs {
+                let result = store::append(db, job.group(), job.max_events).await;
+                let _ = job.reply.send(result.map_err(|e| e.to_string()));
+            }
+        }
+    }
+}
+
+impl Job {
+    fn group(&self) -> store::Group<'_> {
+        store::Group {
+            session_id: &self.session,
+            requests: &self.requests,
+            effect: self.effect.as_deref(),
         }
     }
 }
