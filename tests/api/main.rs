@@ -7,6 +7,7 @@ mod helpers;
 mod http;
 mod ingest;
 mod log;
+mod log_commits;
 mod mock_llm;
 mod provider;
 mod run_failures;
