@@ -6,6 +6,8 @@
 //! - [`http`] holds the HTTP routes and the layers shared with Socket.IO.
 //! - [`log`] is the session event log: append, publish, subscribe, replay.
 //! - [`sessions`] holds sessions, their ownership rule and their messages.
+//! - [`engine`] runs agent turns: the LLM providers, the run lifecycle
+//!   (execute, stop, interrupt, enqueue), recovery of runs a crash left active.
 //! - [`db`] opens the database and applies the `migration` crate's migrations.
 
 pub mod app;

@@ -7,9 +7,9 @@
 //!   (an async mutex) for their whole decision, so two identical requests
 //!   that race find each other (idempotency by `client_msg_id`), and a stop
 //!   cannot slip between a check and a start.
-//! - **Stop and interrupt** cancel the run's [`Control`] token; the run
+//! - **Stop and interrupt** cancel the run's `Control` token; the run
 //!   drops its provider stream at once and ends through its one exit path
-//!   ([`run::finish`]), which records the partial text, cancels open tool
+//!   (`run::finish`), which records the partial text, cancels open tool
 //!   calls and writes `run.finished` and the session's `idle` status in one
 //!   transaction.
 //! - **Recovery.** Runs left active by a process that died are finished

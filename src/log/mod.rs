@@ -6,7 +6,13 @@
 //! - **One writer per session.** [`EventLog::append`] hands events to the
 //!   session's writer task, which commits everything queued in one
 //!   transaction (group commit) and allocates seqs by incrementing the
-//!   session row's `head_seq` in that transaction ([`store::append`]).
+//!   session row's `head_seq` in that transaction ([`store::append`]). On
+//!   SQLite (one writer at a time) the session writers' groups go through
+//!   one committer that puts every session's waiting group in the same
+//!   transaction ([`store::append_groups`]).
+//! - **Effects.** An append may carry database writes that must commit with
+//!   its events or not at all ([`Effect`]: a run's rows, its messages, the
+//!   session's status).
 //! - **Commit, then publish.** Only committed events are published, in seq
 //!   order, under the session's state lock.
 //! - **Subscribers are cursors.** A live subscriber gets each event handed to

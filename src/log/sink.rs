@@ -94,8 +94,8 @@ impl Sink {
     }
 
     /// Tells the subscriber it was dropped for lagging, as soon as its
-    /// buffer has room (it is full when this is decided), for at most
-    /// [`LAGGED_NOTICE_WINDOW`].
+    /// buffer has room (it is full when this is decided), for at most two
+    /// minutes.
     pub fn send_lagged(&self, session_id: &str, last_seq: i64) {
         let Sink::Socket(socket) = self else {
             return;

@@ -1,5 +1,6 @@
-//! The event log in the database. Only the session's writer
-//! ([`super::writer`]) calls [`append`]; `seq` is allocated by incrementing
+//! The event log in the database. Only the log's writers (the session's
+//! writer task, or on SQLite the committer) call [`append`] and
+//! [`append_groups`]; `seq` is allocated by incrementing
 //! `sessions.head_seq` in the same transaction that inserts the events, so
 //! the database row is the source of truth even with several nodes.
 
