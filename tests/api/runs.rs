@@ -421,3 +421,28 @@ async fn bad_execute_and_stop_requests_are_refused_and_change_nothing() {
     assert_eq!(got["session"]["head_seq"], 0);
     assert_eq!(got["session"]["status"], "idle");
 }
+
+#[tokio::test]
+async fn a_provider_silent_past_the_idle_timeout_ends_the_run_with_an_error() {
+    let mock = MockLlm::start().await;
+    mock.reply(Reply::stall_after(&["so ", "far"]))
+        .reply(Reply::text(&["awake"]));
+    let builder = mock.server().env("SWITCHBOARD_LLM_IDLE_TIMEOUT", "300ms");
+    let (_server, mut alice, session) = subscribed(&builder).await;
+
+    execute(&alice, &session, "go").await;
+    let events = until_idle(&mut alice).await;
+    assert_eq!(
+        types(&events)[5..],
+        ["message.completed", "error", "run.finished", "status"]
+    );
+    assert_eq!(events[5]["data"]["content"], "so far");
+    assert_eq!(events[5]["data"]["status"], "incomplete");
+    assert_eq!(events[6]["data"]["code"], "provider_error");
+    assert_eq!(events[7]["data"]["reason"], "error");
+    mock.hung_up(1).await;
+
+    execute(&alice, &session, "again").await;
+    let events = until_idle(&mut alice).await;
+    assert!(events.iter().any(|e| e["data"]["reason"] == "completed"));
+}
