@@ -10,7 +10,8 @@
 //! saturated, and p50/p99 producer→subscriber latency at a fixed rate),
 //! `runs [RUNS] [DELTAS_PER_SECOND]` (200 concurrent agent runs against a
 //! mock provider streaming 50 deltas/s each, by default:
-//! provider→subscriber delta latency).
+//! provider→subscriber delta latency), `stop` (time from `agent:stop` to
+//! its ack while other runs stream).
 //! Each scenario starts `target/release/switchboard` on a fresh SQLite
 //! database in a temporary directory, on loopback.
 
@@ -414,5 +415,8 @@ async fn main() {
                 .unwrap_or(default)
         };
         runs::runs(arg(2, 200), arg(3, 50)).await;
+    }
+    if all || which == "stop" {
+        runs::stop().await;
     }
 }

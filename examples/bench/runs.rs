@@ -148,3 +148,73 @@ pub async fn runs(runs: u64, per_second: u64) {
         percentile(&latencies, 1.0),
     );
 }
+
+/// Time from `agent:stop` to its ack (sent once `run.finished` is
+/// committed), for runs streaming 50 deltas/s while 100 others stream too.
+pub async fn stop() {
+    println!("## stop (runs streaming 50 deltas/s; 100 streaming alongside)");
+    let pace = Pace {
+        deltas: 50 * 3600,
+        interval: Duration::from_millis(20),
+    };
+    let base_url = mock_provider(pace).await;
+    let server = Server::start_with(&[
+        ("SWITCHBOARD_LLM_PROVIDER", "openai"),
+        ("SWITCHBOARD_LLM_BASE_URL", &base_url),
+        ("SWITCHBOARD_LLM_MODEL", "bench"),
+    ])
+    .await;
+    let mut background = Vec::new();
+    for _ in 0..100 {
+        let session = server.session().await;
+        let mut socket = RawSocket::connect(server.addr, "/agent", TOKEN, None)
+            .await
+            .unwrap();
+        let go = json!({ "session_id": session, "content": "go" });
+        assert_eq!(
+            socket.request("agent:execute", go).await.unwrap()["ok"],
+            true
+        );
+        background.push(socket);
+    }
+    let mut stops = Vec::new();
+    for _ in 0..50 {
+        let session = server.session().await;
+        let mut socket = RawSocket::connect(server.addr, "/agent", TOKEN, None)
+            .await
+            .unwrap();
+        socket
+            .request("session:subscribe", json!({ "session_id": session }))
+            .await
+            .unwrap();
+        let go = json!({ "session_id": session, "content": "go" });
+        assert_eq!(
+            socket.request("agent:execute", go).await.unwrap()["ok"],
+            true
+        );
+        // Let it stream a little first.
+        let mut deltas = 0;
+        while deltas < 10 {
+            let (_, event) = socket.next_event().await.unwrap();
+            if event["type"] == "text.delta" {
+                deltas += 1;
+            }
+        }
+        let start = Instant::now();
+        let ack = socket
+            .request("agent:stop", json!({ "session_id": session }))
+            .await
+            .unwrap();
+        stops.push(start.elapsed().as_nanos() as u64);
+        assert_eq!(ack["stopped"], true, "{ack}");
+    }
+    stops.sort_unstable();
+    println!(
+        "agent:stop → ack (run.finished committed), {} runs: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        stops.len(),
+        percentile(&stops, 0.50),
+        percentile(&stops, 0.99),
+        percentile(&stops, 1.0),
+    );
+    drop(background);
+}
