@@ -203,6 +203,7 @@ impl Application {
         {
             tracing::warn!("background work still running at the shutdown timeout was dropped");
         }
+        state.log.close().await.context("closing the database")?;
         state.db.close().await.context("closing the database")?;
         tracing::info!("stopped");
         Ok(())

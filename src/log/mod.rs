@@ -102,6 +102,8 @@ struct Inner {
     /// of sleeping in SQLite's busy handler. `None` for PostgreSQL.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     committer: Option<mpsc::Sender<writer::Job>>,
+    /// The committer's own connection, closed at shutdown.
+    writer: Option<DatabaseConnection>,
     settings: Settings,
     sessions: Mutex<HashMap<SessionId, Arc<SessionLog>>>,
     tasks: TaskTracker,
@@ -220,7 +222,7 @@ impl EventLog {
         // is gone, and ends when the log is dropped.
         let committer = write_gate.clone().map(|gate| {
             let (tx, rx) = mpsc::channel(4096);
-            let writer = writer.unwrap_or_else(|| db.clone());
+            let writer = writer.clone().unwrap_or_else(|| db.clone());
             tokio::spawn(writer::committer(writer, gate, rx));
             tx
         });
@@ -228,6 +230,7 @@ impl EventLog {
             inner: Arc::new(Inner {
                 write_gate,
                 committer,
+                writer,
                 db,
                 settings,
                 sessions: Mutex::default(),
@@ -244,6 +247,15 @@ impl EventLog {
             ));
         }
         log
+    }
+
+    /// Closes the log's own database connection, once every writer is done
+    /// (at shutdown, after the background tasks ended).
+    pub async fn close(&self) -> Result<(), DbErr> {
+        match &self.inner.writer {
+            Some(writer) => writer.clone().close().await,
+            None => Ok(()),
+        }
     }
 
     /// Appends `events` atomically with contiguous seqs and publishes them.
