@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
-use super::ack;
+use super::{ack, payload};
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::ids::{Seq, SessionId};
@@ -35,11 +35,6 @@ pub fn register(s: &SocketRef) {
     s.on("session:unsubscribe", unsubscribe);
     s.on("session:messages", list_messages);
     s.on_disconnect(on_disconnect);
-}
-
-/// The request's one object argument.
-fn payload(data: Result<Value, socketioxide::ParserError>) -> Result<Value, ApiError> {
-    data.map_err(|_| ApiError::InvalidPayload("expected one object argument".into()))
 }
 
 async fn create(

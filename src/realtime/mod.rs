@@ -13,11 +13,16 @@ use socketioxide::extract::{AckSender, Event, Extension, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 
 use crate::auth::Identity;
-use crate::error::ErrorCode;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 pub const AGENT_NS: &str = "/agent";
 pub const GATEWAY_NS: &str = "/gateway";
+
+/// A request's one object argument.
+fn payload(data: Result<Value, socketioxide::ParserError>) -> Result<Value, ApiError> {
+    data.map_err(|_| ApiError::InvalidPayload("expected one object argument".into()))
+}
 
 /// Registers both namespaces on `io`.
 ///

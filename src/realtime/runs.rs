@@ -5,20 +5,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 
-use super::ack;
+use super::{ack, payload};
 use crate::auth::Identity;
 use crate::engine::Execute;
-use crate::error::ApiError;
 use crate::payload::parse;
 use crate::state::AppState;
 
 pub fn register(s: &SocketRef) {
     s.on("agent:execute", execute);
     s.on("agent:stop", stop);
-}
-
-fn payload(data: Result<Value, socketioxide::ParserError>) -> Result<Value, ApiError> {
-    data.map_err(|_| ApiError::InvalidPayload("expected one object argument".into()))
 }
 
 async fn execute(
