@@ -169,30 +169,26 @@ pub struct Submitted(oneshot::Receiver<Result<Outcome, String>>);
 
 impl Submitted {
     pub async fn wait(self) -> Result<Appended, ApiError> {
-        let outcome = self
-            .0
-            .await
-            .map_err(|_| ApiError::Unavailable("the server is shutting down".into()))?
-            .map_err(|message| ApiError::Internal(anyhow::anyhow!(message)))?;
-        Ok(Appended {
-            events: outcome.events,
-            duplicates: outcome.duplicates,
-        })
+        Self::appended(self.0.await.ok())
     }
 
     /// The outcome, if the commit is already over.
     pub fn try_wait(&mut self) -> Option<Result<Appended, ApiError>> {
         match self.0.try_recv() {
-            Ok(Ok(outcome)) => Some(Ok(Appended {
-                events: outcome.events,
-                duplicates: outcome.duplicates,
-            })),
-            Ok(Err(message)) => Some(Err(ApiError::Internal(anyhow::anyhow!(message)))),
             Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(ApiError::Unavailable(
-                "the server is shutting down".into(),
-            ))),
+            reply => Some(Self::appended(reply.ok())),
         }
+    }
+
+    /// The writer's reply (`None`: it went away) as the caller sees it.
+    fn appended(reply: Option<Result<Outcome, String>>) -> Result<Appended, ApiError> {
+        let outcome = reply
+            .ok_or_else(|| ApiError::Unavailable("the server is shutting down".into()))?
+            .map_err(|message| ApiError::Internal(anyhow::anyhow!(message)))?;
+        Ok(Appended {
+            events: outcome.events,
+            duplicates: outcome.duplicates,
+        })
     }
 }
 
@@ -356,14 +352,9 @@ impl EventLog {
     /// Sends a notice that is not logged (`agent:heartbeat`) to the
     /// session's Socket.IO subscribers that have room for it.
     pub fn notify(&self, session: &SessionId, event: &str, payload: &serde_json::Value) {
-        let log = self
-            .inner
-            .sessions
-            .lock()
-            .expect("sessions")
-            .get(session)
-            .cloned();
-        let Some(log) = log else { return };
+        let Some(log) = self.active(session) else {
+            return;
+        };
         let state = log.state.lock().expect("log state");
         for subscriber in state.subscribers.values() {
             if let Sink::Socket(socket) = &subscriber.sink {
@@ -374,14 +365,18 @@ impl EventLog {
 
     /// Stops delivery to `sink` for this session.
     pub fn unsubscribe(&self, session: &SessionId, sink: &SinkId) -> bool {
-        let log = self
-            .inner
+        self.active(session)
+            .is_some_and(|log| log.remove(sink, None))
+    }
+
+    /// The session's writer state, if it is active (never created here).
+    fn active(&self, session: &SessionId) -> Option<Arc<SessionLog>> {
+        self.inner
             .sessions
             .lock()
             .expect("sessions")
             .get(session)
-            .cloned();
-        log.is_some_and(|log| log.remove(sink, None))
+            .cloned()
     }
 
     /// Stored events after `after`, oldest first.
@@ -396,8 +391,8 @@ impl EventLog {
 
     /// The session's writer state, created on first use.
     async fn session(&self, id: &SessionId) -> Result<Arc<SessionLog>, ApiError> {
-        if let Some(log) = self.inner.sessions.lock().expect("sessions").get(id) {
-            return Ok(log.clone());
+        if let Some(log) = self.active(id) {
+            return Ok(log);
         }
         let (owner, window) = store::window(&self.inner.db, id)
             .await?

@@ -123,7 +123,7 @@ pub async fn append_groups(
     }
     totals.retain(|_, n| *n > 0);
 
-    // Allocate seqs: one UPDATE … RETURNING for every session.
+    // Allocate seqs, all sessions at once (see `allocate`).
     let now = crate::time::now();
     let mut next_seq: HashMap<&str, Seq> = HashMap::new();
     let mut heads: Vec<(String, Seq, Seq)> = Vec::new();
