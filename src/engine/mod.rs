@@ -31,6 +31,7 @@ use std::time::Duration;
 use entity::message;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Identity;
@@ -263,21 +264,9 @@ impl Engine {
         };
         let stopped = {
             let _gate = slot.gate.lock().await;
-            let (active, dropped) = {
-                let mut state = slot.state.lock().expect("slot");
-                (
-                    state.active.clone(),
-                    state.queue.drain(..).collect::<Vec<_>>(),
-                )
-            };
-            for queued in dropped {
-                run::finish_unstarted(&self.inner, &session, &queued, Reason::Stopped).await;
-            }
-            match active {
-                Some(active) => {
-                    active.control.stop(Reason::Stopped);
-                    let _ =
-                        tokio::time::timeout(STOP_WAIT, active.control.finished.cancelled()).await;
+            match self.inner.end_all(&session, &slot, Reason::Stopped).await {
+                Some(finished) => {
+                    let _ = tokio::time::timeout(STOP_WAIT, finished.cancelled()).await;
                     true
                 }
                 None => false,
@@ -301,20 +290,11 @@ impl Engine {
             .collect();
         let mut waits = Vec::new();
         for (session, slot) in slots {
-            let (active, dropped) = {
-                let mut state = slot.state.lock().expect("slot");
-                (
-                    state.active.clone(),
-                    state.queue.drain(..).collect::<Vec<_>>(),
-                )
-            };
-            for queued in dropped {
-                run::finish_unstarted(&self.inner, &session, &queued, Reason::Interrupted).await;
-            }
-            if let Some(active) = active {
-                active.control.stop(Reason::Interrupted);
-                waits.push(active.control.finished.clone());
-            }
+            waits.extend(
+                self.inner
+                    .end_all(&session, &slot, Reason::Interrupted)
+                    .await,
+            );
         }
         if waits.is_empty() {
             return;
@@ -328,6 +308,30 @@ impl Engine {
 }
 
 impl Inner {
+    /// Drops the session's queued runs (each finished with `reason`) and
+    /// tells the active one to end with `reason`; returns the token that is
+    /// cancelled once it has ended.
+    async fn end_all(
+        &self,
+        session: &SessionId,
+        slot: &Slot,
+        reason: Reason,
+    ) -> Option<CancellationToken> {
+        let (active, dropped) = {
+            let mut state = slot.state.lock().expect("slot");
+            (
+                state.active.clone(),
+                state.queue.drain(..).collect::<Vec<_>>(),
+            )
+        };
+        for queued in dropped {
+            run::finish_unstarted(self, session, &queued, reason).await;
+        }
+        let active = active?;
+        active.control.stop(reason);
+        Some(active.control.finished)
+    }
+
     fn slot(&self, session: &SessionId) -> Arc<Slot> {
         self.slots
             .lock()

@@ -12,7 +12,8 @@ use sea_orm::{
 };
 use serde_json::{Value, json};
 
-use crate::engine::provider::Usage;
+use crate::engine::conversation::tool_calls_value;
+use crate::engine::provider::{ToolCall, Usage};
 use crate::error::ApiError;
 use crate::ids::{MessageId, RunId, Seq, SessionId};
 use crate::log::{Appended, Effect, EventLog, NewEvent};
@@ -99,6 +100,52 @@ impl Batch {
         self.record.messages.push((index, row));
     }
 
+    /// A message row of this run; `seq` and `created_at` are set when it is
+    /// committed.
+    pub fn message_row(
+        &self,
+        id: &MessageId,
+        role: &str,
+        content: String,
+        status: &str,
+    ) -> message::ActiveModel {
+        message::ActiveModel {
+            id: Set(id.as_str().to_owned()),
+            session_id: Set(self.record.session.as_str().to_owned()),
+            run_id: Set(Some(self.run_id.as_str().to_owned())),
+            role: Set(role.to_owned()),
+            content: Set(content),
+            tool_calls: Set(None),
+            tool_call_id: Set(None),
+            status: Set(status.to_owned()),
+            client_msg_id: Set(None),
+            seq: Set(0),
+            created_at: Set(crate::time::now()),
+        }
+    }
+
+    /// An assistant message made final, `complete` or `incomplete`:
+    /// `message.completed` and its row.
+    pub fn assistant_message(
+        &mut self,
+        id: &MessageId,
+        content: String,
+        calls: &[ToolCall],
+        status: &str,
+    ) {
+        let mut data = json!({
+            "message_id": id, "role": "assistant", "content": content, "status": status,
+        });
+        let mut row = self.message_row(id, "assistant", content, status);
+        if !calls.is_empty() {
+            let value = tool_calls_value(calls);
+            row.tool_calls = Set(Some(value.to_string()));
+            data["tool_calls"] = value;
+        }
+        let index = self.event("message.completed", data);
+        self.message(index, row);
+    }
+
     /// Sets the session's status, with its `status` event.
     pub fn status(&mut self, status: Status) {
         self.event("status", json!({ "status": status.as_str() }));
@@ -120,10 +167,6 @@ impl Batch {
         });
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-
     /// Appends the events; the rows are written in the same transaction.
     pub async fn commit(self, log: &EventLog) -> Result<Appended, ApiError> {
         let Batch { events, record, .. } = self;
@@ -133,30 +176,6 @@ impl Batch {
         }
         log.append_with(&session, events, Some(Box::new(record)))
             .await
-    }
-}
-
-/// A message row; `seq` and `created_at` are set when it is committed.
-pub fn message_row(
-    session: &SessionId,
-    id: &MessageId,
-    run_id: &RunId,
-    role: &str,
-    content: String,
-    status: &str,
-) -> message::ActiveModel {
-    message::ActiveModel {
-        id: Set(id.as_str().to_owned()),
-        session_id: Set(session.as_str().to_owned()),
-        run_id: Set(Some(run_id.as_str().to_owned())),
-        role: Set(role.to_owned()),
-        content: Set(content),
-        tool_calls: Set(None),
-        tool_call_id: Set(None),
-        status: Set(status.to_owned()),
-        client_msg_id: Set(None),
-        seq: Set(0),
-        created_at: Set(crate::time::now()),
     }
 }
 

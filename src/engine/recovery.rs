@@ -11,7 +11,7 @@ use entity::{event, message, run};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{Value, json};
 
-use super::record::{Batch, RUN_QUEUED, RUN_RUNNING, Reason, message_row};
+use super::record::{Batch, RUN_QUEUED, RUN_RUNNING, Reason};
 use super::tools;
 use crate::error::ApiError;
 use crate::ids::{MessageId, RunId, SessionId};
@@ -104,30 +104,11 @@ async fn account_for(
         }
     }
     for (id, content) in partial {
-        let index = batch.event(
-            "message.completed",
-            json!({
-                "message_id": id, "role": "assistant", "content": content,
-                "status": "incomplete",
-            }),
-        );
-        batch.message(
-            index,
-            message_row(
-                session,
-                &MessageId::from_db(id),
-                run_id,
-                "assistant",
-                content,
-                "incomplete",
-            ),
-        );
+        batch.assistant_message(&MessageId::from_db(id), content, &[], "incomplete");
     }
     for call_id in open_calls {
         tools::result(
             batch,
-            session,
-            run_id,
             &call_id,
             "cancelled",
             "the server stopped before this call finished".to_owned(),

@@ -12,9 +12,9 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::conversation::{self, arguments_value, tool_calls_value};
+use super::conversation::{self, arguments_value};
 use super::provider::{ChatRequest, ProviderError, ProviderEvent, ToolCall, Usage};
-use super::record::{Batch, Reason, message_row};
+use super::record::{Batch, Reason};
 use super::{Entry, Inner, tools};
 use crate::error::ApiError;
 use crate::ids::{MessageId, RunId, SessionId};
@@ -111,10 +111,8 @@ pub(super) async fn start(
         data["client_msg_id"] = json!(id);
     }
     let user = batch.event("message.user", data);
-    let mut row = message_row(
-        session,
+    let mut row = batch.message_row(
         &entry.message_id,
-        &entry.run_id,
         "user",
         entry.content.to_string(),
         "complete",
@@ -302,24 +300,7 @@ async fn steps(turn: Turn) -> Result<End, RunError> {
             .map(|(_, text)| text.clone())
             .unwrap_or_default();
         let mut batch = turn.batch();
-        let mut data = json!({
-            "message_id": message_id, "role": "assistant", "content": text, "status": "complete",
-        });
-        let mut row = message_row(
-            &turn.session,
-            &message_id,
-            &turn.run_id,
-            "assistant",
-            text,
-            "complete",
-        );
-        if !calls.is_empty() {
-            let value = tool_calls_value(&calls);
-            data["tool_calls"] = value.clone();
-            row.tool_calls = sea_orm::Set(Some(value.to_string()));
-        }
-        let completed = batch.event("message.completed", data);
-        batch.message(completed, row);
+        batch.assistant_message(&message_id, text, &calls, "complete");
         for call in &calls {
             batch.event(
                 "tool.call",
@@ -344,14 +325,7 @@ async fn steps(turn: Turn) -> Result<End, RunError> {
             }
             let (status, output) = tools::execute(&call);
             let mut batch = turn.batch();
-            tools::result(
-                &mut batch,
-                &turn.session,
-                &turn.run_id,
-                &call.id,
-                status,
-                output,
-            );
+            tools::result(&mut batch, &call.id, status, output);
             turn.commit(batch).await?;
             turn.progress().open_calls.retain(|c| c.id != call.id);
         }
@@ -384,38 +358,14 @@ async fn finish(turn: &Turn, reason: Reason, error: Option<RunError>) {
     if let Some((message_id, text)) = partial
         && !text.is_empty()
     {
-        let index = batch.event(
-            "message.completed",
-            json!({
-                "message_id": message_id, "role": "assistant", "content": text,
-                "status": "incomplete",
-            }),
-        );
-        batch.message(
-            index,
-            message_row(
-                &turn.session,
-                &message_id,
-                &turn.run_id,
-                "assistant",
-                text,
-                "incomplete",
-            ),
-        );
+        batch.assistant_message(&message_id, text, &[], "incomplete");
     }
     for call in open_calls {
         let output = format!(
             "the run ended ({}) before this call finished",
             reason.as_str()
         );
-        tools::result(
-            &mut batch,
-            &turn.session,
-            &turn.run_id,
-            &call.id,
-            "cancelled",
-            output,
-        );
+        tools::result(&mut batch, &call.id, "cancelled", output);
     }
     if let Some(error) = &error {
         tracing::warn!(%error, "run failed");

@@ -7,8 +7,8 @@
 use serde_json::json;
 
 use super::provider::ToolCall;
-use super::record::{Batch, message_row};
-use crate::ids::{MessageId, RunId, SessionId};
+use super::record::Batch;
+use crate::ids::MessageId;
 
 /// No tools are offered yet: every call is answered with an error that
 /// tells the model so (the relay to desktop gateways comes with tools).
@@ -20,14 +20,7 @@ pub(super) fn execute(call: &ToolCall) -> (&'static str, String) {
 }
 
 /// A `tool.result` event and the `tool` message the model will see.
-pub(super) fn result(
-    batch: &mut Batch,
-    session: &SessionId,
-    run_id: &RunId,
-    call_id: &str,
-    status: &str,
-    output: String,
-) {
+pub(super) fn result(batch: &mut Batch, call_id: &str, status: &str, output: String) {
     let index = batch.event(
         "tool.result",
         json!({ "call_id": call_id, "status": status, "output": output }),
@@ -36,14 +29,7 @@ pub(super) fn result(
         "success" => output,
         other => format!("[{other}] {output}"),
     };
-    let mut row = message_row(
-        session,
-        &MessageId::generate(),
-        run_id,
-        "tool",
-        content,
-        "complete",
-    );
+    let mut row = batch.message_row(&MessageId::generate(), "tool", content, "complete");
     row.tool_call_id = sea_orm::Set(Some(call_id.to_owned()));
     batch.message(index, row);
 }
