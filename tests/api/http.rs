@@ -24,13 +24,7 @@ async fn health_and_readiness_answer_without_credentials() {
 async fn readiness_is_503_when_the_database_does_not_answer() {
     // In-process, so the test can take the database away from a running server.
     let dir = tempfile::tempdir().unwrap();
-    let settings = switchboard::cli::Settings {
-        bind: Some("127.0.0.1:0".into()),
-        database_url: Some(format!("sqlite://{}/sb.db?mode=rwc", dir.path().display())),
-        api_tokens: Some("alice:tok-alice".into()),
-        ..Default::default()
-    };
-    let config = switchboard::Config::load(None, None, settings, false).unwrap();
+    let config = in_process_config(dir.path());
     let app = switchboard::Application::build(config).await.unwrap();
     let url = format!("http://{}/readyz", app.local_addr());
     let db = app.state().db.clone();

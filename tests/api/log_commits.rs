@@ -8,6 +8,8 @@ use switchboard::auth::{Identity, Method, Role, UserId};
 use switchboard::ids::{Seq, SessionId};
 use switchboard::log::{Effect, NewEvent};
 
+use crate::helpers::in_process_config;
+
 /// An effect that always fails, as a database error inside a run would.
 struct Fails;
 
@@ -28,13 +30,7 @@ fn info(i: usize) -> NewEvent {
 #[tokio::test]
 async fn an_append_whose_effect_fails_fails_alone_and_leaves_no_trace() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = switchboard::cli::Settings {
-        bind: Some("127.0.0.1:0".into()),
-        database_url: Some(format!("sqlite://{}/sb.db?mode=rwc", dir.path().display())),
-        api_tokens: Some("alice:tok-alice".into()),
-        ..Default::default()
-    };
-    let config = switchboard::Config::load(None, None, settings, false).unwrap();
+    let config = in_process_config(dir.path());
     let app = switchboard::Application::build(config).await.unwrap();
     let state = app.state().clone();
     let alice = Identity {

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use switchboard::engine::provider::{ChatRequest, Provider, ProviderEvent, ProviderStream};
 
-use crate::helpers::SocketBuilder;
+use crate::helpers::{SocketBuilder, in_process_config};
 use crate::runs::{types, until_idle};
 
 /// Panics while streaming its first answer; answers "fine" afterwards.
@@ -34,13 +34,7 @@ impl Provider for PanicsOnce {
 #[tokio::test]
 async fn a_panic_inside_a_run_ends_it_with_an_error_and_the_session_stays_usable() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = switchboard::cli::Settings {
-        bind: Some("127.0.0.1:0".into()),
-        database_url: Some(format!("sqlite://{}/sb.db?mode=rwc", dir.path().display())),
-        api_tokens: Some("alice:tok-alice".into()),
-        ..Default::default()
-    };
-    let config = switchboard::Config::load(None, None, settings, false).unwrap();
+    let config = in_process_config(dir.path());
     let app =
         switchboard::Application::build_with_provider(config, Arc::new(PanicsOnce::default()))
             .await
