@@ -380,15 +380,12 @@ async fn fanout() {
             latencies.push(l);
         }
         latencies.sort_unstable();
-        let pct = |p: f64| {
-            latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1e6
-        };
         println!(
             "{per_second} events/s = {} deliveries/s target: achieved {} deliveries/s, latency p50 {:.2} ms, p99 {:.2} ms ({} samples)",
             per_second * subscribers,
             rate((n * subscribers) as f64, elapsed).trim(),
-            pct(0.50),
-            pct(0.99),
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
             latencies.len()
         );
     }

@@ -61,6 +61,31 @@ async fn mock_provider(pace: Pace) -> String {
     format!("http://{addr}/v1")
 }
 
+/// A server whose provider is a mock streaming at `pace`.
+async fn server_with_mock(pace: Pace) -> Server {
+    let base_url = mock_provider(pace).await;
+    Server::start_with(&[
+        ("SWITCHBOARD_LLM_PROVIDER", "openai"),
+        ("SWITCHBOARD_LLM_BASE_URL", &base_url),
+        ("SWITCHBOARD_LLM_MODEL", "bench"),
+    ])
+    .await
+}
+
+/// A new session and a WebSocket subscribed to it.
+async fn subscribed_session(server: &Server) -> (String, RawSocket) {
+    let session = server.session().await;
+    let mut socket = RawSocket::connect(server.addr, "/agent", TOKEN, None)
+        .await
+        .unwrap();
+    let ack = socket
+        .request("session:subscribe", json!({ "session_id": session }))
+        .await
+        .unwrap();
+    assert_eq!(ack["ok"], true);
+    (session, socket)
+}
+
 pub async fn runs(runs: u64, per_second: u64) {
     let seconds = 10u64;
     println!(
@@ -70,26 +95,11 @@ pub async fn runs(runs: u64, per_second: u64) {
         deltas: per_second * seconds,
         interval: Duration::from_secs_f64(1.0 / per_second as f64),
     };
-    let base_url = mock_provider(pace).await;
-    let server = Server::start_with(&[
-        ("SWITCHBOARD_LLM_PROVIDER", "openai"),
-        ("SWITCHBOARD_LLM_BASE_URL", &base_url),
-        ("SWITCHBOARD_LLM_MODEL", "bench"),
-    ])
-    .await;
+    let server = server_with_mock(pace).await;
 
     let mut sockets = Vec::new();
     for _ in 0..runs {
-        let session = server.session().await;
-        let mut socket = RawSocket::connect(server.addr, "/agent", TOKEN, None)
-            .await
-            .unwrap();
-        let ack = socket
-            .request("session:subscribe", json!({ "session_id": session }))
-            .await
-            .unwrap();
-        assert_eq!(ack["ok"], true);
-        sockets.push((session, socket));
+        sockets.push(subscribed_session(&server).await);
     }
 
     let start = Instant::now();
@@ -157,13 +167,7 @@ pub async fn stop() {
         deltas: 50 * 3600,
         interval: Duration::from_millis(20),
     };
-    let base_url = mock_provider(pace).await;
-    let server = Server::start_with(&[
-        ("SWITCHBOARD_LLM_PROVIDER", "openai"),
-        ("SWITCHBOARD_LLM_BASE_URL", &base_url),
-        ("SWITCHBOARD_LLM_MODEL", "bench"),
-    ])
-    .await;
+    let server = server_with_mock(pace).await;
     let mut background = Vec::new();
     for _ in 0..100 {
         let session = server.session().await;
@@ -179,14 +183,7 @@ pub async fn stop() {
     }
     let mut stops = Vec::new();
     for _ in 0..50 {
-        let session = server.session().await;
-        let mut socket = RawSocket::connect(server.addr, "/agent", TOKEN, None)
-            .await
-            .unwrap();
-        socket
-            .request("session:subscribe", json!({ "session_id": session }))
-            .await
-            .unwrap();
+        let (session, mut socket) = subscribed_session(&server).await;
         let go = json!({ "session_id": session, "content": "go" });
         assert_eq!(
             socket.request("agent:execute", go).await.unwrap()["ok"],
