@@ -98,6 +98,7 @@ impl Application {
             crate::engine::Settings {
                 max_steps: config.llm.max_steps,
                 heartbeat: HEARTBEAT,
+                tool_timeout: config.tool_timeout,
             },
             tasks.clone(),
         );

@@ -15,10 +15,13 @@
 //! - **Recovery.** Runs left active by a process that died are finished
 //!   `interrupted` at start ([`recovery`]).
 
+pub mod calls;
 pub mod conversation;
+pub mod gateways;
 pub mod provider;
 pub mod record;
 pub mod recovery;
+mod relay;
 mod run;
 mod slot;
 mod tools;
@@ -40,6 +43,7 @@ use crate::ids::{MessageId, RunId, SessionId};
 use crate::log::EventLog;
 pub use provider::Provider;
 pub use record::Reason;
+pub use relay::Answerer;
 use slot::{Entry, Slot};
 
 /// Longest user message accepted by `agent:execute`.
@@ -88,6 +92,8 @@ pub struct Settings {
     pub max_steps: u32,
     /// A run that sent nothing for this long sends `agent:heartbeat`.
     pub heartbeat: Duration,
+    /// How long a tool call may wait for a gateway's result.
+    pub tool_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -103,6 +109,10 @@ struct Inner {
     tasks: TaskTracker,
     slots: Mutex<HashMap<SessionId, Arc<Slot>>>,
     stopping: AtomicBool,
+    /// Connected gateways and their tools.
+    registry: gateways::Registry,
+    /// Runs waiting for tool calls, by run id.
+    wakers: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 impl Engine {
@@ -122,6 +132,8 @@ impl Engine {
                 tasks,
                 slots: Mutex::default(),
                 stopping: AtomicBool::new(false),
+                registry: gateways::Registry::default(),
+                wakers: Mutex::default(),
             }),
         }
     }

@@ -4,7 +4,7 @@
 //! log whose [`Effect`] writes the rows, so the log, the messages table and
 //! the session never disagree, whatever fails.
 
-use entity::{message, run, session};
+use entity::{message, run, session, tool_call};
 use futures_util::future::BoxFuture;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -72,6 +72,8 @@ struct Record {
     run: Option<RunWrite>,
     /// Each message with the index of the event that made it final.
     messages: Vec<(usize, message::ActiveModel)>,
+    /// New tool-call rows.
+    tool_calls: Vec<tool_call::ActiveModel>,
 }
 
 impl Batch {
@@ -84,6 +86,7 @@ impl Batch {
                 status: None,
                 run: None,
                 messages: Vec::new(),
+                tool_calls: Vec::new(),
             },
         }
     }
@@ -146,6 +149,16 @@ impl Batch {
         self.message(index, row);
     }
 
+    /// Inserts a tool call's row.
+    pub fn tool_call(&mut self, row: tool_call::ActiveModel) {
+        self.record.tool_calls.push(row);
+    }
+
+    /// Whether the batch holds nothing to commit.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
     /// Sets the session's status, with its `status` event.
     pub fn status(&mut self, status: Status) {
         self.event("status", json!({ "status": status.as_str() }));
@@ -171,7 +184,11 @@ impl Batch {
     pub async fn commit(self, log: &EventLog) -> Result<Appended, ApiError> {
         let Batch { events, record, .. } = self;
         let session = record.session.clone();
-        if record.status.is_none() && record.run.is_none() && record.messages.is_empty() {
+        if record.status.is_none()
+            && record.run.is_none()
+            && record.messages.is_empty()
+            && record.tool_calls.is_empty()
+        {
             return log.append(&session, events).await;
         }
         log.append_with(&session, events, Some(Box::new(record)))
@@ -218,7 +235,13 @@ impl Effect for Record {
                 status,
                 run: run_write,
                 messages,
+                tool_calls,
             } = self.clone();
+            if !tool_calls.is_empty() {
+                tool_call::Entity::insert_many(tool_calls)
+                    .exec_without_returning(txn)
+                    .await?;
+            }
             for (index, mut row) in messages {
                 let seq = seqs.get(index).copied().ok_or_else(|| {
                     DbErr::Custom(format!("no seq for the event of message {index}"))

@@ -3,7 +3,8 @@
 //! run still `running` or `queued` is finished `interrupted` through the
 //! log, as a live run would have been: the partial assistant text, rebuilt
 //! from its logged `text.delta`s, becomes an `incomplete` message; tool calls
-//! without a result get a `cancelled` one; the session goes back to `idle`.
+//! without a logged result get the one their row holds if they were answered
+//! just before, else `cancelled`; the session goes back to `idle`.
 
 use std::collections::HashSet;
 
@@ -12,7 +13,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 use serde_json::{Value, json};
 
 use super::record::{Batch, RUN_QUEUED, RUN_RUNNING, Reason};
-use super::tools;
+use super::{calls, tools};
 use crate::error::ApiError;
 use crate::ids::{MessageId, RunId, SessionId};
 use crate::log::EventLog;
@@ -106,13 +107,14 @@ async fn account_for(
     for (id, content) in partial {
         batch.assistant_message(&MessageId::from_db(id), content, &[], "incomplete");
     }
-    for call_id in open_calls {
-        tools::result(
-            batch,
-            &call_id,
-            "cancelled",
-            "the server stopped before this call finished".to_owned(),
-        );
+    let ended = calls::cancel_open(
+        db,
+        &open_calls,
+        "the server stopped before this call finished",
+    )
+    .await?;
+    for (call_id, outcome) in ended {
+        tools::result(batch, &call_id, outcome);
     }
     Ok(())
 }

@@ -12,10 +12,16 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use entity::session;
+use sea_orm::EntityTrait;
+
+use super::calls::{self, Outcome};
 use super::conversation::{self, arguments_value};
+use super::gateways::{Offer, Target, Tool};
 use super::provider::{ChatRequest, ProviderError, ProviderEvent, ToolCall, Usage};
 use super::record::{Batch, Reason};
 use super::{Entry, Inner, tools};
+use crate::auth::UserId;
 use crate::error::ApiError;
 use crate::ids::{MessageId, RunId, SessionId};
 use crate::log::{NewEvent, Submitted};
@@ -63,7 +69,7 @@ struct Progress {
     /// The assistant message being streamed, with the text committed so far.
     message: Option<(MessageId, String)>,
     /// Tool calls logged without a result yet.
-    open_calls: Vec<ToolCall>,
+    open_calls: Vec<String>,
     usage: Option<Usage>,
     status: Status,
 }
@@ -236,11 +242,17 @@ impl Deltas {
 /// Calls the provider until it answers without tool calls.
 async fn steps(turn: Turn) -> Result<End, RunError> {
     let max_steps = turn.inner.settings.max_steps;
+    let owner = session::Entity::find_by_id(turn.session.as_str())
+        .one(&turn.inner.db)
+        .await?
+        .map(|row| UserId::new(row.owner))
+        .ok_or_else(|| ApiError::NotFound(format!("no session {}", turn.session)))?;
     for _ in 0..max_steps {
         let messages = conversation::load(&turn.inner.db, &turn.session).await?;
+        let offer = turn.inner.registry.offer(&owner);
         let request = ChatRequest {
             messages,
-            tools: Vec::new(),
+            tools: offer.specs(),
         };
         let message_id = MessageId::generate();
         turn.progress().message = Some((message_id.clone(), String::new()));
@@ -292,6 +304,7 @@ async fn steps(turn: Turn) -> Result<End, RunError> {
         }
         deltas.flush(&turn).await?;
         drop(stream);
+        calls::make_ids_unique(&turn.inner.db, &mut calls).await?;
 
         let text = turn
             .progress()
@@ -301,33 +314,18 @@ async fn steps(turn: Turn) -> Result<End, RunError> {
             .unwrap_or_default();
         let mut batch = turn.batch();
         batch.assistant_message(&message_id, text, &calls, "complete");
-        for call in &calls {
-            batch.event(
-                "tool.call",
-                json!({
-                    "call_id": call.id, "name": call.name,
-                    "arguments": arguments_value(&call.arguments), "target": "server",
-                }),
-            );
-        }
+        let open = plan_calls(&turn, &mut batch, &owner, &offer, &calls);
         turn.commit(batch).await?;
         {
             let mut progress = turn.progress();
             progress.message = None;
-            progress.open_calls = calls.clone();
+            progress.open_calls = open;
         }
         if calls.is_empty() {
             return Ok(End::Completed);
         }
-        for call in calls {
-            if turn.cancel.is_cancelled() {
-                return Ok(End::Cancelled);
-            }
-            let (status, output) = tools::execute(&call);
-            let mut batch = turn.batch();
-            tools::result(&mut batch, &call.id, status, output);
-            turn.commit(batch).await?;
-            turn.progress().open_calls.retain(|c| c.id != call.id);
+        if wait_for_calls(&turn, &owner).await? == Waited::Cancelled {
+            return Ok(End::Cancelled);
         }
     }
     Err(RunError::MaxSteps(max_steps))
@@ -360,12 +358,24 @@ async fn finish(turn: &Turn, reason: Reason, error: Option<RunError>) {
     {
         batch.assistant_message(&message_id, text, &[], "incomplete");
     }
-    for call in open_calls {
-        let output = format!(
+    if !open_calls.is_empty() {
+        let message = format!(
             "the run ended ({}) before this call finished",
             reason.as_str()
         );
-        tools::result(&mut batch, &call.id, "cancelled", output);
+        let ended = match calls::cancel_open(&turn.inner.db, &open_calls, &message).await {
+            Ok(ended) => ended,
+            Err(error) => {
+                tracing::warn!(%error, "cannot cancel the run's tool calls");
+                open_calls
+                    .iter()
+                    .map(|id| (id.clone(), Outcome::cancelled(&message)))
+                    .collect()
+            }
+        };
+        for (call_id, outcome) in ended {
+            tools::result(&mut batch, &call_id, outcome);
+        }
     }
     if let Some(error) = &error {
         tracing::warn!(%error, "run failed");
@@ -398,5 +408,241 @@ async fn finish(turn: &Turn, reason: Reason, error: Option<RunError>) {
                 "cannot record the end of the run; the next start will finish it"
             ),
         }
+    }
+}
+
+/// Logs the model's tool calls and makes a row for each: refused at once
+/// (no such tool, arguments that do not fit its schema), waiting for
+/// approval, for a gateway, or for the user. Returns the ids still open.
+fn plan_calls(
+    turn: &Turn,
+    batch: &mut Batch,
+    owner: &UserId,
+    offer: &Offer,
+    calls: &[ToolCall],
+) -> Vec<String> {
+    let now = crate::time::now();
+    let deadline = now
+        + chrono::Duration::from_std(turn.inner.settings.tool_timeout)
+            .unwrap_or(chrono::Duration::MAX);
+    let mut open = Vec::new();
+    let mut waiting = Vec::new();
+    let mut then = Vec::new();
+    for call in calls {
+        let arguments = arguments_value(&call.arguments);
+        let tool = offer.get(&call.name);
+        let target = tool.map_or(Target::Server, |t| t.target);
+        batch.event(
+            "tool.call",
+            json!({
+                "call_id": call.id, "name": call.name,
+                "arguments": arguments, "target": target.as_str(),
+            }),
+        );
+        let refused = match tool {
+            None => Some(Outcome::error(format!(
+                "no tool named {:?} is available in this session",
+                call.name
+            ))),
+            Some(tool) => check_arguments(tool, &call.arguments, &arguments)
+                .err()
+                .map(Outcome::error),
+        };
+        let requires_approval = tool.is_some_and(|t| t.requires_approval);
+        let (status, deadline) = match (&refused, target) {
+            (Some(_), _) => (calls::RESOLVED, None),
+            (None, _) if requires_approval => (calls::AWAITING_APPROVAL, None),
+            (None, Target::Gateway) => (calls::PENDING, Some(deadline)),
+            (None, _) => (calls::PENDING, None),
+        };
+        batch.tool_call(calls::row(
+            call,
+            &arguments,
+            calls::NewCall {
+                session: &turn.session,
+                run_id: &turn.run_id,
+                owner: owner.as_str(),
+                target,
+                requires_approval,
+                status,
+                deadline,
+                outcome: refused.as_ref(),
+            },
+        ));
+        if refused.is_none() {
+            open.push(call.id.clone());
+            waiting.push((status, target));
+        }
+        then.push((call, arguments, refused, requires_approval));
+    }
+    // After every `tool.call`: the refusals' results and the approval requests.
+    for (call, arguments, refused, requires_approval) in then {
+        match refused {
+            Some(outcome) => tools::result(batch, &call.id, outcome),
+            None if requires_approval => {
+                batch.event(
+                    "tool.approval_requested",
+                    json!({ "call_id": call.id, "name": call.name, "arguments": arguments }),
+                );
+            }
+            None => {}
+        }
+    }
+    let status = waiting_status(waiting.iter().copied());
+    if status != Status::Running {
+        batch.status(status);
+        turn.progress().status = status;
+    }
+    open
+}
+
+/// The arguments as the tool's schema wants them: a JSON object that fits.
+fn check_arguments(tool: &Tool, raw: &str, arguments: &Value) -> Result<(), String> {
+    if !raw.trim().is_empty() && serde_json::from_str::<Value>(raw).is_err() {
+        return Err(format!(
+            "the arguments are not valid JSON; call {} again with a JSON object",
+            tool.spec.name
+        ));
+    }
+    let arguments = if raw.trim().is_empty() {
+        &json!({})
+    } else {
+        arguments
+    };
+    tool.check(arguments).map_err(|why| {
+        format!(
+            "the arguments do not match the parameters of {}: {why}; call it again with valid \
+             arguments",
+            tool.spec.name
+        )
+    })
+}
+
+/// What the session waits for while these calls are open: an approval
+/// first, then the user, then a gateway.
+fn waiting_status(open: impl Iterator<Item = (&'static str, Target)> + Clone) -> Status {
+    if open
+        .clone()
+        .any(|(status, _)| status == calls::AWAITING_APPROVAL)
+    {
+        Status::AwaitingApproval
+    } else if open.clone().any(|(_, target)| target == Target::User) {
+        Status::AwaitingInput
+    } else if open.clone().next().is_some() {
+        Status::AwaitingTool
+    } else {
+        Status::Running
+    }
+}
+
+fn row_status(status: &str) -> &'static str {
+    match status {
+        calls::AWAITING_APPROVAL => calls::AWAITING_APPROVAL,
+        calls::SENT => calls::SENT,
+        _ => calls::PENDING,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Waited {
+    Answered,
+    Cancelled,
+}
+
+/// How often a waiting run re-reads its calls without being woken (an
+/// answer taken by another node, a gateway that went away).
+const CALL_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until every open call of the step has ended — answered, denied,
+/// timed out — logging each `tool.result` as it comes and the session's
+/// status as it changes, or until the run is cancelled.
+async fn wait_for_calls(turn: &Turn, owner: &UserId) -> Result<Waited, RunError> {
+    let inner = &turn.inner;
+    let waker = inner.waker(turn.run_id.as_str());
+    let _forget = Forget(inner, turn.run_id.as_str());
+    let timeout = inner.settings.tool_timeout;
+    loop {
+        let open = turn.progress().open_calls.clone();
+        let mut rows = calls::load(&inner.db, &open).await?;
+        let now = crate::time::now();
+        for row in &mut rows {
+            let expired = row.deadline_at.is_some_and(|d| d <= now)
+                && (row.status == calls::PENDING || row.status == calls::SENT);
+            if !expired {
+                continue;
+            }
+            let output = json!(format!(
+                "no gateway answered {} within {}",
+                row.name,
+                humantime::format_duration(timeout)
+            ));
+            let from = [calls::PENDING, calls::SENT];
+            if calls::claim(&inner.db, &row.id, &from, calls::TIMEOUT, &output, true).await? {
+                tracing::info!(call_id = row.id, "tool call timed out");
+            }
+            if let Some(fresh) = calls::find(&inner.db, &row.id).await? {
+                *row = fresh;
+            }
+        }
+
+        let mut batch = turn.batch();
+        let mut still_open = Vec::new();
+        for id in &open {
+            match rows.iter().find(|r| &r.id == id) {
+                Some(row) => match calls::outcome(row) {
+                    Some(outcome) => tools::result(&mut batch, id, outcome),
+                    None => still_open.push(row),
+                },
+                // Not stored: cannot happen unless the row was deleted.
+                None => tools::result(&mut batch, id, Outcome::cancelled("the call was lost")),
+            }
+        }
+        let status = waiting_status(
+            still_open
+                .iter()
+                .map(|r| (row_status(&r.status), Target::from_db(&r.target))),
+        );
+        if status != turn.progress().status {
+            batch.status(status);
+        }
+        if !batch.is_empty() {
+            turn.commit(batch).await?;
+            let mut progress = turn.progress();
+            progress.status = status;
+            progress
+                .open_calls
+                .retain(|id| still_open.iter().any(|r| &r.id == id));
+        }
+        if still_open.is_empty() {
+            return Ok(Waited::Answered);
+        }
+        if still_open
+            .iter()
+            .any(|r| r.target == Target::Gateway.as_str() && r.status != calls::AWAITING_APPROVAL)
+        {
+            inner.deliver(owner, None).await;
+        }
+        let next_deadline = still_open
+            .iter()
+            .filter_map(|r| r.deadline_at)
+            .min()
+            .map(|d| (d - crate::time::now()).to_std().unwrap_or_default())
+            .unwrap_or(CALL_POLL)
+            .min(CALL_POLL);
+        tokio::select! {
+            biased;
+            () = turn.cancel.cancelled() => return Ok(Waited::Cancelled),
+            () = waker.notified() => {}
+            () = tokio::time::sleep(next_deadline) => {}
+        }
+    }
+}
+
+/// Removes a run's waker when it stops waiting.
+struct Forget<'a>(&'a Inner, &'a str);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget_waker(self.1);
     }
 }

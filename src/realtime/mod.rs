@@ -6,6 +6,7 @@
 pub mod ack;
 pub mod agent;
 pub mod runs;
+pub mod tools;
 
 use serde_json::Value;
 use socketioxide::SocketIo;
@@ -54,11 +55,13 @@ fn agent_handlers(s: &SocketRef) {
     s.on("auth:whoami", whoami);
     agent::register(s);
     runs::register(s);
+    tools::register_agent(s);
     s.on_fallback(unknown_event);
 }
 
 fn gateway_handlers(s: &SocketRef) {
     s.on("auth:whoami", whoami);
+    tools::register_gateway(s);
     s.on_fallback(unknown_event);
 }
 

@@ -15,3 +15,4 @@ mod runs;
 mod runs_control;
 mod sessions;
 mod shutdown;
+mod tools;

@@ -247,6 +247,11 @@ impl MockLlm {
         .unwrap_or_else(|_| panic!("the mock provider never saw {what}"));
     }
 
+    /// Waits until `count` requests have arrived.
+    pub async fn received(&self, count: usize) {
+        self.wait("the request", |r, _| r >= count).await;
+    }
+
     /// Waits for the server to hang up on `count` streams.
     pub async fn hung_up(&self, count: usize) {
         self.wait("the stream dropped", |_, h| h >= count).await;

@@ -1,0 +1,326 @@
+//! The tool relay (PROTOCOL §4.5): gateways register and go, calls are
+//! delivered to them (again after a reconnect: at least once), and results,
+//! approvals and the user's answers move a call's row and wake its run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use entity::tool_call;
+use serde_json::{Value, json};
+use socketioxide::extract::SocketRef;
+use tokio::sync::Notify;
+
+use super::calls::{self, Approval, Decision};
+use super::gateways::{Gateway, Register, Target};
+use super::{Engine, Inner};
+use crate::auth::{Identity, UserId};
+use crate::error::ApiError;
+
+/// How long a gateway has to acknowledge a `tool:call` before it is logged
+/// as unacknowledged (the call stays `sent`; the tool timeout still runs).
+const CALL_ACK_WAIT: Duration = Duration::from_secs(10);
+
+/// Who sends a `tool:result`.
+pub enum Answerer<'a> {
+    /// A gateway on `/gateway`.
+    Gateway,
+    /// A UI on `/agent`, naming the session.
+    User { session_id: &'a str },
+}
+
+impl Engine {
+    /// `gateway:register`: records the socket's tools; returns the gateway
+    /// (for [`Engine::deliver_to`]) and the number of tools.
+    pub fn register_gateway(
+        &self,
+        caller: &Identity,
+        socket: &SocketRef,
+        request: Register,
+    ) -> Result<(Gateway, usize), ApiError> {
+        let gateway = self
+            .inner
+            .registry
+            .register(&caller.user_id, socket, request)?;
+        let count = gateway.tool_count();
+        tracing::info!(
+            user_id = %caller.user_id, gateway_id = gateway.gateway_id, tools = count,
+            "gateway registered"
+        );
+        Ok((gateway, count))
+    }
+
+    /// Sends a gateway that just registered every call of its user it can
+    /// answer that is waiting for a gateway, was sent to one that is gone, or
+    /// was sent to this `gateway_id` before.
+    pub async fn deliver_to(&self, caller: &Identity, gateway: &Gateway) {
+        self.inner.deliver(&caller.user_id, Some(gateway)).await;
+    }
+
+    /// A `/gateway` socket went away: its tools go with it, and the calls
+    /// sent to it go to another gateway of the user, if one has the tool.
+    pub async fn gateway_disconnected(&self, caller: &Identity, socket: &SocketRef) {
+        if self.inner.registry.unregister(&caller.user_id, socket.id) {
+            tracing::info!(user_id = %caller.user_id, "gateway gone");
+            self.inner.deliver(&caller.user_id, None).await;
+        }
+    }
+
+    /// `tool:result`, from a gateway or (for questions) from the session's
+    /// owner. The first valid result wins; a refusal changes nothing.
+    pub async fn tool_result(
+        &self,
+        caller: &Identity,
+        from: Answerer<'_>,
+        call_id: &str,
+        output: &Value,
+        is_error: bool,
+    ) -> Result<(), ApiError> {
+        if output.is_null() {
+            return Err(ApiError::InvalidPayload(
+                "output: must not be null (send a string or any JSON value)".into(),
+            ));
+        }
+        let size = output.to_string().len();
+        if size > calls::MAX_OUTPUT_BYTES {
+            return Err(ApiError::TooLarge(format!(
+                "output: {size} bytes is more than the {} allowed",
+                calls::MAX_OUTPUT_BYTES
+            )));
+        }
+        let row = self.inner.call_for(caller, call_id, &from).await?;
+        let target = Target::from_db(&row.target);
+        let expected = match from {
+            Answerer::Gateway => Target::Gateway,
+            Answerer::User { .. } => Target::User,
+        };
+        if target != expected {
+            return Err(ApiError::Forbidden(match target {
+                Target::User => format!(
+                    "call {call_id} is a question to the user: answer it with tool:result on /agent"
+                ),
+                _ => format!("call {call_id} is for a gateway: answer it on /gateway"),
+            }));
+        }
+        let from_states: &[&str] = match target {
+            Target::Gateway => &[calls::PENDING, calls::SENT],
+            _ => &[calls::PENDING],
+        };
+        if !from_states.contains(&row.status.as_str())
+            || !calls::claim(
+                &self.inner.db,
+                call_id,
+                from_states,
+                calls::RESOLVED,
+                output,
+                is_error,
+            )
+            .await?
+        {
+            return Err(self.inner.conflict(call_id).await);
+        }
+        tracing::info!(call_id, run_id = row.run_id, is_error, "tool call answered");
+        self.inner.wake(&row.run_id);
+        Ok(())
+    }
+
+    /// `tool:approval`: runs or denies a call that waits for approval.
+    pub async fn tool_approval(
+        &self,
+        caller: &Identity,
+        request: Approval,
+    ) -> Result<(), ApiError> {
+        if let Some(reason) = &request.reason
+            && reason.chars().count() > calls::MAX_REASON_CHARS
+        {
+            return Err(ApiError::TooLarge(format!(
+                "reason: longer than {} characters",
+                calls::MAX_REASON_CHARS
+            )));
+        }
+        let session_id = request.session_id.as_str();
+        let (session, _) =
+            crate::sessions::resolve(&self.inner.db, caller, session_id, "session_id").await?;
+        let row = calls::find(&self.inner.db, &request.call_id)
+            .await?
+            .filter(|row| row.session_id == session.as_str())
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("no call {} in session {session}", request.call_id))
+            })?;
+        if row.status != calls::AWAITING_APPROVAL {
+            return Err(self.inner.conflict(&row.id).await);
+        }
+        let moved = match request.decision {
+            Decision::Approve => {
+                let deadline = crate::time::now()
+                    + chrono::Duration::from_std(self.inner.settings.tool_timeout)
+                        .unwrap_or(chrono::Duration::MAX);
+                calls::approve(&self.inner.db, &row.id, deadline).await?
+            }
+            Decision::Deny => {
+                let reason = request
+                    .reason
+                    .filter(|r| !r.trim().is_empty())
+                    .unwrap_or_else(|| "the user denied this call".to_owned());
+                calls::claim(
+                    &self.inner.db,
+                    &row.id,
+                    &[calls::AWAITING_APPROVAL],
+                    calls::DENIED,
+                    &json!(reason),
+                    true,
+                )
+                .await?
+            }
+        };
+        if !moved {
+            return Err(self.inner.conflict(&row.id).await);
+        }
+        tracing::info!(call_id = row.id, decision = ?request.decision, "tool call decided");
+        self.inner.wake(&row.run_id);
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// The call a `tool:result` names, if the caller may answer it.
+    async fn call_for(
+        &self,
+        caller: &Identity,
+        call_id: &str,
+        from: &Answerer<'_>,
+    ) -> Result<tool_call::Model, ApiError> {
+        let row = calls::find(&self.db, call_id).await?;
+        let row = match (row, from) {
+            (Some(row), Answerer::User { session_id }) if row.session_id != *session_id => None,
+            (row, _) => row,
+        };
+        let Some(row) = row else {
+            return Err(ApiError::NotFound(match from {
+                Answerer::User { session_id } => {
+                    format!("no call {call_id} in session {session_id}")
+                }
+                Answerer::Gateway => format!("no call {call_id}"),
+            }));
+        };
+        if row.owner != caller.user_id.as_str() {
+            return Err(ApiError::Forbidden(format!(
+                "call {call_id} belongs to another user's session"
+            )));
+        }
+        Ok(row)
+    }
+
+    /// `conflict` for a call that can no longer take what was asked,
+    /// saying where it is.
+    async fn conflict(&self, call_id: &str) -> ApiError {
+        let status = match calls::find(&self.db, call_id).await {
+            Ok(Some(row)) => row.status,
+            _ => "changed".to_owned(),
+        };
+        let why = match status.as_str() {
+            calls::AWAITING_APPROVAL => "it waits for approval (tool:approval)".to_owned(),
+            calls::PENDING | calls::SENT => "it is not waiting for approval".to_owned(),
+            other => format!("it is already {other}"),
+        };
+        ApiError::Conflict(format!("call {call_id} cannot take this: {why}"))
+    }
+
+    /// The notification a run waiting for its calls listens to.
+    pub(super) fn waker(&self, run_id: &str) -> Arc<Notify> {
+        self.wakers
+            .lock()
+            .expect("wakers")
+            .entry(run_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    pub(super) fn forget_waker(&self, run_id: &str) {
+        self.wakers.lock().expect("wakers").remove(run_id);
+    }
+
+    /// Tells the run that a call of its changed (it re-reads the rows; a run
+    /// on another node finds out by polling).
+    fn wake(&self, run_id: &str) {
+        if let Some(waker) = self.wakers.lock().expect("wakers").get(run_id) {
+            waker.notify_one();
+        }
+    }
+
+    /// Emits to a connected gateway every call of `user` that needs one:
+    /// waiting for a gateway, or sent to a gateway that is gone — or, when
+    /// `registering` is given, sent to that `gateway_id` before (it may
+    /// have lost the call with its connection).
+    pub(super) async fn deliver(&self, user: &UserId, registering: Option<&Gateway>) {
+        let rows = match calls::for_gateways(&self.db, user.as_str()).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the calls waiting for a gateway");
+                return;
+            }
+        };
+        if rows.is_empty() {
+            return;
+        }
+        let gateways = self.registry.gateways(user);
+        for row in rows {
+            let to_same = registering.filter(|g| {
+                row.status == calls::SENT
+                    && row.gateway_id.as_deref() == Some(g.gateway_id.as_str())
+                    && g.has(&row.name)
+            });
+            let chosen = match to_same {
+                Some(gateway) => Some(gateway),
+                None if row.status == calls::SENT
+                    && gateways
+                        .iter()
+                        .any(|g| row.gateway_id.as_deref() == Some(g.gateway_id.as_str())) =>
+                {
+                    // Its gateway is still connected: it has the call.
+                    None
+                }
+                None => registering
+                    .filter(|g| g.has(&row.name))
+                    .or_else(|| gateways.iter().find(|g| g.has(&row.name))),
+            };
+            let Some(gateway) = chosen else {
+                continue;
+            };
+            match calls::mark_sent(&self.db, &row, &gateway.gateway_id).await {
+                Ok(true) => self.emit_call(gateway, &row),
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, call_id = row.id, "cannot mark a call sent"),
+            }
+        }
+    }
+
+    /// `tool:call` to `gateway`, acknowledged in the background.
+    fn emit_call(&self, gateway: &Gateway, row: &tool_call::Model) {
+        let arguments: Value = serde_json::from_str(&row.arguments).unwrap_or(Value::Null);
+        let payload = json!({
+            "call_id": row.id,
+            "session_id": row.session_id,
+            "run_id": row.run_id,
+            "name": row.name,
+            "arguments": arguments,
+        });
+        let call_id = row.id.clone();
+        let gateway_id = gateway.gateway_id.clone();
+        match gateway
+            .socket
+            .timeout(CALL_ACK_WAIT)
+            .emit_with_ack::<_, Value>("tool:call", &payload)
+        {
+            Ok(ack) => {
+                tracing::info!(call_id, gateway_id, "tool call sent");
+                self.tasks.spawn(async move {
+                    if let Err(error) = ack.await {
+                        tracing::warn!(%error, call_id, gateway_id, "tool call not acknowledged");
+                    }
+                });
+            }
+            // The socket is closing: its disconnect hands the call on.
+            Err(error) => tracing::info!(%error, call_id, gateway_id, "cannot send a tool call"),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Tool requests (PROTOCOL §4.5): on `/gateway`, `gateway:register` and
+//! `tool:result`; on `/agent`, `tool:approval` and `tool:result` (a user's
+//! answer to `ask_user_questions`). The engine's relay does the work.
+
+use serde_json::{Value, json};
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::socket::DisconnectReason;
+
+use super::{ack, payload};
+use crate::auth::Identity;
+use crate::engine::Answerer;
+use crate::engine::calls::{Approval, GatewayResult, UserResult};
+use crate::engine::gateways::Register;
+use crate::payload::parse;
+use crate::state::AppState;
+
+pub fn register_gateway(s: &SocketRef) {
+    s.on("gateway:register", register);
+    s.on("tool:result", gateway_result);
+    s.on_disconnect(disconnected);
+}
+
+pub fn register_agent(s: &SocketRef) {
+    s.on("tool:approval", approval);
+    s.on("tool:result", user_result);
+}
+
+async fn register(
+    s: SocketRef,
+    State(state): State<AppState>,
+    Extension(me): Extension<Identity>,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+) {
+    let result = payload(data)
+        .and_then(parse::<Register>)
+        .and_then(|request| state.engine.register_gateway(&me, &s, request));
+    match result {
+        Ok((gateway, count)) => {
+            ack::ok(ack, json!({ "registered": count }));
+            state.engine.deliver_to(&me, &gateway).await;
+        }
+        Err(error) => ack::error(ack, &error),
+    }
+}
+
+async fn gateway_result(
+    State(state): State<AppState>,
+    Extension(me): Extension<Identity>,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+) {
+    let result = async {
+        let request: GatewayResult = parse(payload(data)?)?;
+        state
+            .engine
+            .tool_result(
+                &me,
+                Answerer::Gateway,
+                &request.call_id,
+                &request.output,
+                request.is_error,
+            )
+            .await
+    };
+    ack::reply(ack, result.await.map(|()| json!({})));
+}
+
+async fn user_result(
+    State(state): State<AppState>,
+    Extension(me): Extension<Identity>,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+) {
+    let result = async {
+        let request: UserResult = parse(payload(data)?)?;
+        let from = Answerer::User {
+            session_id: &request.session_id,
+        };
+        state
+            .engine
+            .tool_result(
+                &me,
+                from,
+                &request.call_id,
+                &request.output,
+                request.is_error,
+            )
+            .await
+    };
+    ack::reply(ack, result.await.map(|()| json!({})));
+}
+
+async fn approval(
+    State(state): State<AppState>,
+    Extension(me): Extension<Identity>,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+) {
+    let result = async {
+        let request: Approval = parse(payload(data)?)?;
+        state.engine.tool_approval(&me, request).await
+    };
+    ack::reply(ack, result.await.map(|()| json!({})));
+}
+
+async fn disconnected(
+    s: SocketRef,
+    State(state): State<AppState>,
+    Extension(me): Extension<Identity>,
+    reason: DisconnectReason,
+) {
+    tracing::debug!(socket_id = %s.id, ?reason, "gateway disconnected");
+    state.engine.gateway_disconnected(&me, &s).await;
+}
