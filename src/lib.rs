@@ -7,7 +7,9 @@
 //! - [`log`] is the session event log: append, publish, subscribe, replay.
 //! - [`sessions`] holds sessions, their ownership rule and their messages.
 //! - [`engine`] runs agent turns: the LLM providers, the run lifecycle
-//!   (execute, stop, interrupt, enqueue), recovery of runs a crash left active.
+//!   (execute, stop, interrupt, enqueue), the tool relay to desktop gateways
+//!   (calls, approvals, questions to the user), recovery of runs a crash
+//!   left active.
 //! - [`db`] opens the database and applies the `migration` crate's migrations.
 
 pub mod app;

@@ -1,4 +1,6 @@
-//! Agent runs (PROTOCOL §4.4): `agent:execute` and `agent:stop`.
+//! Agent runs (PROTOCOL §4.4): `agent:execute` and `agent:stop`, and the
+//! tool relay (§4.5): [`gateways`] (the registry), [`calls`] (the rows and
+//! their states) and `relay` (delivery, results, approvals).
 //!
 //! - **One run at a time per session.** A session with work has a slot: the
 //!   active run and the runs queued behind it. Its driver task executes them
@@ -12,6 +14,12 @@
 //!   (`run::finish`), which records the partial text, cancels open tool
 //!   calls and writes `run.finished` and the session's `idle` status in one
 //!   transaction.
+//! - **Tool calls.** After each provider step the run logs the calls, makes
+//!   a row for each, and waits until every row has ended — answered by a
+//!   gateway or the user, denied, timed out — logging each `tool.result`
+//!   as it comes. Whoever answers moves the row and wakes the run; the run
+//!   also re-reads its rows every few seconds (an answer taken by another
+//!   node, a gateway that went away).
 //! - **Recovery.** Runs left active by a process that died are finished
 //!   `interrupted` at start ([`recovery`]).
 
