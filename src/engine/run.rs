@@ -562,6 +562,9 @@ async fn wait_for_calls(turn: &Turn, owner: &UserId) -> Result<Waited, RunError>
     let _forget = Forget(inner, turn.run_id.as_str());
     let timeout = inner.settings.tool_timeout;
     loop {
+        if turn.cancel.is_cancelled() {
+            return Ok(Waited::Cancelled);
+        }
         let open = turn.progress().open_calls.clone();
         let mut rows = calls::load(&inner.db, &open).await?;
         let now = crate::time::now();
