@@ -54,6 +54,25 @@ async fn gateway(server: &TestServer, token: &str, id: &str, tools: Vec<Value>) 
     socket
 }
 
+/// A gateway's `tool:result` with a text output; returns the ack.
+async fn answer(gateway: &Socket, call_id: &str, output: &str) -> Value {
+    gateway
+        .request(
+            "tool:result",
+            json!({ "call_id": call_id, "output": output }),
+        )
+        .await
+}
+
+/// A mock whose model calls `name` once with `arguments` (as `call_a`),
+/// then answers `text`.
+async fn one_call(name: &str, arguments: &str, text: &str) -> MockLlm {
+    let mock = MockLlm::start().await;
+    mock.reply(Reply::tool_calls(&[("call_a", name, arguments)]))
+        .reply(Reply::text(&[text]));
+    mock
+}
+
 fn error_code(ack: &Value) -> &str {
     assert_eq!(ack["ok"], false, "{ack}");
     ack["error"]["code"].as_str().unwrap()
@@ -98,13 +117,7 @@ async fn session_status(alice: &Socket, session: &str) -> Value {
 
 #[tokio::test]
 async fn a_call_is_relayed_to_the_gateway_and_its_result_goes_back_to_the_model() {
-    let mock = MockLlm::start().await;
-    mock.reply(Reply::tool_calls(&[(
-        "call_a",
-        "read_file",
-        r#"{"path":"notes.txt"}"#,
-    )]))
-    .reply(Reply::text(&["It says hi"]));
+    let mock = one_call("read_file", r#"{"path":"notes.txt"}"#, "It says hi").await;
     let (server, mut alice, session) = subscribed(&mock.server()).await;
     let mut laptop = gateway(&server, "tok-alice", "laptop", vec![read_file()]).await;
 
@@ -126,12 +139,7 @@ async fn a_call_is_relayed_to_the_gateway_and_its_result_goes_back_to_the_model(
     );
     assert_eq!(session_status(&alice, &session).await, "awaiting_tool");
 
-    let ack = laptop
-        .request(
-            "tool:result",
-            json!({ "call_id": "call_a", "output": "hi there" }),
-        )
-        .await;
+    let ack = answer(&laptop, "call_a", "hi there").await;
     assert_eq!(ack, json!({ "ok": true }));
     let after = until_idle(&mut alice).await;
     assert_contiguous(&[before.clone(), after.clone()].concat());
@@ -170,12 +178,7 @@ async fn a_call_is_relayed_to_the_gateway_and_its_result_goes_back_to_the_model(
     assert_eq!(tool_message(&mock, 1, "call_a")["content"], "hi there");
 
     // A second valid result for the same call loses.
-    let late = laptop
-        .request(
-            "tool:result",
-            json!({ "call_id": "call_a", "output": "again" }),
-        )
-        .await;
+    let late = answer(&laptop, "call_a", "again").await;
     assert_eq!(error_code(&late), "conflict");
 }
 
@@ -289,13 +292,7 @@ async fn arguments_that_break_the_schema_and_unknown_tools_never_reach_a_gateway
 
 #[tokio::test]
 async fn refused_results_change_nothing_and_the_first_valid_one_wins() {
-    let mock = MockLlm::start().await;
-    mock.reply(Reply::tool_calls(&[(
-        "call_a",
-        "read_file",
-        r#"{"path":"a"}"#,
-    )]))
-    .reply(Reply::text(&["done"]));
+    let mock = one_call("read_file", r#"{"path":"a"}"#, "done").await;
     let (server, mut alice, session) = subscribed(&mock.server()).await;
     let mut laptop = gateway(&server, "tok-alice", "laptop", vec![read_file()]).await;
     let bobs = gateway(&server, "tok-bob", "bobs", vec![read_file()]).await;
@@ -363,9 +360,7 @@ async fn refused_results_change_nothing_and_the_first_valid_one_wins() {
         )
         .await;
     assert_eq!(ack["ok"], true, "{ack}");
-    let ack = laptop
-        .request("tool:result", json!({ "call_id": "call_a", "output": "x" }))
-        .await;
+    let ack = answer(&laptop, "call_a", "x").await;
     assert_eq!(error_code(&ack), "conflict");
 
     let events = until_idle(&mut alice).await;
@@ -383,13 +378,7 @@ async fn refused_results_change_nothing_and_the_first_valid_one_wins() {
 
 #[tokio::test]
 async fn a_gateway_that_reconnects_gets_the_calls_it_had_not_answered() {
-    let mock = MockLlm::start().await;
-    mock.reply(Reply::tool_calls(&[(
-        "call_a",
-        "read_file",
-        r#"{"path":"a"}"#,
-    )]))
-    .reply(Reply::text(&["done"]));
+    let mock = one_call("read_file", r#"{"path":"a"}"#, "done").await;
     let (server, mut alice, session) = subscribed(&mock.server()).await;
     let mut laptop = gateway(&server, "tok-alice", "laptop", vec![read_file()]).await;
 
@@ -402,9 +391,7 @@ async fn a_gateway_that_reconnects_gets_the_calls_it_had_not_answered() {
     let mut again = gateway(&server, "tok-alice", "laptop", vec![read_file()]).await;
     let second = again.next("tool:call").await;
     assert_eq!(first, second);
-    let ack = again
-        .request("tool:result", json!({ "call_id": "call_a", "output": "A" }))
-        .await;
+    let ack = answer(&again, "call_a", "A").await;
     assert_eq!(ack["ok"], true, "{ack}");
     let events = until_idle(&mut alice).await;
     assert_eq!(of_type(&events, "tool.result").len(), 1);
@@ -441,9 +428,7 @@ async fn with_no_gateway_connected_the_call_waits_for_one() {
     let mut desktop = gateway(&server, "tok-alice", "desktop", vec![read_file()]).await;
     let call = desktop.next("tool:call").await;
     assert_eq!(call["call_id"], "call_a");
-    let ack = desktop
-        .request("tool:result", json!({ "call_id": "call_a", "output": "A" }))
-        .await;
+    let ack = answer(&desktop, "call_a", "A").await;
     assert_eq!(ack["ok"], true, "{ack}");
     let events = until_idle(&mut alice).await;
     assert_eq!(
@@ -454,13 +439,7 @@ async fn with_no_gateway_connected_the_call_waits_for_one() {
 
 #[tokio::test]
 async fn a_call_nobody_answers_times_out_and_the_run_goes_on() {
-    let mock = MockLlm::start().await;
-    mock.reply(Reply::tool_calls(&[(
-        "call_a",
-        "read_file",
-        r#"{"path":"a"}"#,
-    )]))
-    .reply(Reply::text(&["no luck"]));
+    let mock = one_call("read_file", r#"{"path":"a"}"#, "no luck").await;
     let builder = mock.server().env("SWITCHBOARD_TOOL_TIMEOUT_MS", "300");
     let (server, mut alice, session) = subscribed(&builder).await;
     let mut laptop = gateway(&server, "tok-alice", "laptop", vec![read_file()]).await;
@@ -482,21 +461,13 @@ async fn a_call_nobody_answers_times_out_and_the_run_goes_on() {
             .starts_with("[timeout] "),
         "{message}"
     );
-    let late = laptop
-        .request("tool:result", json!({ "call_id": "call_a", "output": "A" }))
-        .await;
+    let late = answer(&laptop, "call_a", "A").await;
     assert_eq!(error_code(&late), "conflict");
 }
 
 #[tokio::test]
 async fn a_call_that_needs_approval_runs_only_once_approved() {
-    let mock = MockLlm::start().await;
-    mock.reply(Reply::tool_calls(&[(
-        "call_a",
-        "run_command",
-        r#"{"command":"ls"}"#,
-    )]))
-    .reply(Reply::text(&["listed"]));
+    let mock = one_call("run_command", r#"{"command":"ls"}"#, "listed").await;
     let (server, mut alice, session) = subscribed(&mock.server()).await;
     let mut laptop = gateway(&server, "tok-alice", "laptop", vec![run_command()]).await;
     let bob = server.agent("tok-bob").await;
@@ -533,12 +504,7 @@ async fn a_call_that_needs_approval_runs_only_once_approved() {
             .unwrap()
             .contains("decision")
     );
-    let ack = laptop
-        .request(
-            "tool:result",
-            json!({ "call_id": "call_a", "output": "early" }),
-        )
-        .await;
+    let ack = answer(&laptop, "call_a", "early").await;
     assert_eq!(error_code(&ack), "conflict");
     assert_no_call(&mut laptop).await;
     assert_eq!(session_status(&alice, &session).await, "awaiting_approval");
@@ -549,12 +515,7 @@ async fn a_call_that_needs_approval_runs_only_once_approved() {
     assert_eq!(error_code(&ack), "conflict");
     let call = laptop.next("tool:call").await;
     assert_eq!(call["arguments"], json!({ "command": "ls" }));
-    let ack = laptop
-        .request(
-            "tool:result",
-            json!({ "call_id": "call_a", "output": "Cargo.toml\nsrc" }),
-        )
-        .await;
+    let ack = answer(&laptop, "call_a", "Cargo.toml\nsrc").await;
     assert_eq!(ack["ok"], true);
     let events = until_idle(&mut alice).await;
     let statuses: Vec<&Value> = of_type(&events, "status")
@@ -570,13 +531,7 @@ async fn a_call_that_needs_approval_runs_only_once_approved() {
 
 #[tokio::test]
 async fn a_denied_call_gives_the_model_the_reason_and_never_runs() {
-    let mock = MockLlm::start().await;
-    mock.reply(Reply::tool_calls(&[(
-        "call_a",
-        "run_command",
-        r#"{"command":"rm -rf /"}"#,
-    )]))
-    .reply(Reply::text(&["ok, I won't"]));
+    let mock = one_call("run_command", r#"{"command":"rm -rf /"}"#, "ok, I won't").await;
     let (server, mut alice, session) = subscribed(&mock.server()).await;
     let mut laptop = gateway(&server, "tok-alice", "laptop", vec![run_command()]).await;
 
@@ -635,12 +590,10 @@ async fn a_question_to_the_user_is_answered_by_the_owner_only() {
     assert_eq!(bad["data"]["call_id"], "call_bad");
     assert_eq!(bad["data"]["status"], "error");
 
-    let answer = json!({ "session_id": session, "call_id": "call_q", "output": "main.rs" });
-    let ack = bob.request("tool:result", answer.clone()).await;
+    let reply = json!({ "session_id": session, "call_id": "call_q", "output": "main.rs" });
+    let ack = bob.request("tool:result", reply.clone()).await;
     assert_eq!(error_code(&ack), "forbidden");
-    let ack = laptop
-        .request("tool:result", json!({ "call_id": "call_q", "output": "x" }))
-        .await;
+    let ack = answer(&laptop, "call_q", "x").await;
     assert_eq!(error_code(&ack), "forbidden");
     let other = server.create_session("tok-alice").await;
     let ack = alice
@@ -652,9 +605,9 @@ async fn a_question_to_the_user_is_answered_by_the_owner_only() {
     assert_eq!(error_code(&ack), "not_found");
     assert_eq!(session_status(&alice, &session).await, "awaiting_input");
 
-    let ack = alice.request("tool:result", answer.clone()).await;
+    let ack = alice.request("tool:result", reply.clone()).await;
     assert_eq!(ack, json!({ "ok": true }));
-    let ack = alice.request("tool:result", answer).await;
+    let ack = alice.request("tool:result", reply).await;
     assert_eq!(error_code(&ack), "conflict");
     let events = until_idle(&mut alice).await;
     assert_eq!(
@@ -696,9 +649,7 @@ async fn stop_and_interrupt_cancel_pending_calls() {
     );
     assert_eq!(events[0]["data"]["status"], "cancelled");
     assert_eq!(events[1]["data"]["reason"], "stopped");
-    let late = laptop
-        .request("tool:result", json!({ "call_id": "call_a", "output": "A" }))
-        .await;
+    let late = answer(&laptop, "call_a", "A").await;
     assert_eq!(error_code(&late), "conflict");
 
     // A new message interrupts a run that waits for a call.
@@ -713,9 +664,7 @@ async fn stop_and_interrupt_cancel_pending_calls() {
     assert_eq!(result["data"]["status"], "cancelled");
     assert_eq!(events.last().unwrap()["data"]["reason"], "interrupted");
     until_idle(&mut alice).await;
-    let late = laptop
-        .request("tool:result", json!({ "call_id": "call_b", "output": "B" }))
-        .await;
+    let late = answer(&laptop, "call_b", "B").await;
     assert_eq!(error_code(&late), "conflict");
 }
 
@@ -751,8 +700,6 @@ async fn a_call_pending_when_the_server_dies_is_cancelled_at_the_next_start() {
     assert_eq!(events[1]["data"]["reason"], "interrupted");
 
     let laptop = gateway(&server, "tok-alice", "laptop", vec![read_file()]).await;
-    let late = laptop
-        .request("tool:result", json!({ "call_id": "call_a", "output": "A" }))
-        .await;
+    let late = answer(&laptop, "call_a", "A").await;
     assert_eq!(error_code(&late), "conflict");
 }
