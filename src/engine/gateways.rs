@@ -246,7 +246,7 @@ impl Default for Registry {
 impl Registry {
     /// Validates a registration and records it for `socket`, replacing what
     /// this socket, or an earlier socket with the same `gateway_id`,
-    /// registered. Returns the number of tools.
+    /// registered.
     pub fn register(
         &self,
         user: &UserId,
@@ -297,8 +297,8 @@ impl Registry {
         Ok(gateway)
     }
 
-    /// Forgets what the socket `sid` registered; returns its user, if it
-    /// had registered.
+    /// Forgets what the socket `sid` registered; `false` when it had no
+    /// current registration (none, or one replaced since).
     pub fn unregister(&self, user: &UserId, sid: Sid) -> bool {
         let mut users = self.users.lock().expect("registry");
         let Some(list) = users.get_mut(user) else {

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Identity;
+use crate::auth::{Identity, UserId};
 use crate::error::ApiError;
 use crate::ids::{MessageId, RunId, SessionId};
 use crate::log::EventLog;
@@ -102,6 +102,14 @@ pub struct Settings {
     pub heartbeat: Duration,
     /// How long a tool call may wait for a gateway's result.
     pub tool_timeout: Duration,
+}
+
+impl Settings {
+    /// When a call that starts waiting for a gateway now times out.
+    fn tool_deadline(&self) -> chrono::DateTime<chrono::Utc> {
+        crate::time::now()
+            + chrono::Duration::from_std(self.tool_timeout).unwrap_or(chrono::Duration::MAX)
+    }
 }
 
 #[derive(Clone)]
@@ -173,11 +181,12 @@ impl Engine {
                 "client_msg_id: must be 1 to {MAX_CLIENT_MSG_ID_CHARS} characters"
             )));
         }
-        let (session, _) =
+        let (session, row) =
             crate::sessions::resolve(&self.inner.db, caller, &request.session_id, "session_id")
                 .await?;
+        let owner = UserId::new(row.owner);
         let slot = self.inner.slot(&session);
-        let result = self.execute_in(&slot, &session, request).await;
+        let result = self.execute_in(&slot, &session, owner, request).await;
         self.inner.release(&session, slot);
         result
     }
@@ -186,6 +195,7 @@ impl Engine {
         &self,
         slot: &Arc<Slot>,
         session: &SessionId,
+        owner: UserId,
         request: Execute,
     ) -> Result<Accepted, ApiError> {
         let _gate = slot.gate.lock().await;
@@ -200,7 +210,7 @@ impl Engine {
         if self.inner.stopping.load(Ordering::SeqCst) {
             return Err(ApiError::Unavailable("the server is shutting down".into()));
         }
-        let entry = Entry::new(request.content, request.client_msg_id);
+        let entry = Entry::new(owner, request.content, request.client_msg_id);
         let busy = slot.state.lock().expect("slot").active.is_some();
         if !busy {
             return self.start_driver(slot, session, entry).await;

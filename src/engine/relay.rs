@@ -30,23 +30,22 @@ pub enum Answerer<'a> {
 
 impl Engine {
     /// `gateway:register`: records the socket's tools; returns the gateway
-    /// (for [`Engine::deliver_to`]) and the number of tools.
+    /// (for [`Engine::deliver_to`]).
     pub fn register_gateway(
         &self,
         caller: &Identity,
         socket: &SocketRef,
         request: Register,
-    ) -> Result<(Gateway, usize), ApiError> {
+    ) -> Result<Gateway, ApiError> {
         let gateway = self
             .inner
             .registry
             .register(&caller.user_id, socket, request)?;
-        let count = gateway.tool_count();
         tracing::info!(
-            user_id = %caller.user_id, gateway_id = gateway.gateway_id, tools = count,
-            "gateway registered"
+            user_id = %caller.user_id, gateway_id = gateway.gateway_id,
+            tools = gateway.tool_count(), "gateway registered"
         );
-        Ok((gateway, count))
+        Ok(gateway)
     }
 
     /// Sends a gateway that just registered every call of its user it can
@@ -151,9 +150,7 @@ impl Engine {
         }
         let moved = match request.decision {
             Decision::Approve => {
-                let deadline = crate::time::now()
-                    + chrono::Duration::from_std(self.inner.settings.tool_timeout)
-                        .unwrap_or(chrono::Duration::MAX);
+                let deadline = self.inner.settings.tool_deadline();
                 calls::approve(&self.inner.db, &row.id, deadline).await?
             }
             Decision::Deny => {

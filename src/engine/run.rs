@@ -12,9 +12,6 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use entity::session;
-use sea_orm::EntityTrait;
-
 use super::calls::{self, Outcome};
 use super::conversation::{self, arguments_value};
 use super::gateways::{Offer, Target, Tool};
@@ -78,6 +75,7 @@ struct Progress {
 struct Turn {
     inner: Arc<Inner>,
     session: SessionId,
+    owner: UserId,
     run_id: RunId,
     cancel: tokio_util::sync::CancellationToken,
     progress: Arc<Mutex<Progress>>,
@@ -164,6 +162,7 @@ pub(super) async fn run(inner: Arc<Inner>, session: &SessionId, entry: &Entry) {
     let turn = Turn {
         inner: inner.clone(),
         session: session.clone(),
+        owner: entry.owner.clone(),
         run_id: entry.run_id.clone(),
         cancel: entry.control.cancel.clone(),
         progress: Arc::new(Mutex::new(Progress {
@@ -242,14 +241,9 @@ impl Deltas {
 /// Calls the provider until it answers without tool calls.
 async fn steps(turn: Turn) -> Result<End, RunError> {
     let max_steps = turn.inner.settings.max_steps;
-    let owner = session::Entity::find_by_id(turn.session.as_str())
-        .one(&turn.inner.db)
-        .await?
-        .map(|row| UserId::new(row.owner))
-        .ok_or_else(|| ApiError::NotFound(format!("no session {}", turn.session)))?;
     for _ in 0..max_steps {
         let messages = conversation::load(&turn.inner.db, &turn.session).await?;
-        let offer = turn.inner.registry.offer(&owner);
+        let offer = turn.inner.registry.offer(&turn.owner);
         let request = ChatRequest {
             messages,
             tools: offer.specs(),
@@ -314,7 +308,7 @@ async fn steps(turn: Turn) -> Result<End, RunError> {
             .unwrap_or_default();
         let mut batch = turn.batch();
         batch.assistant_message(&message_id, text, &calls, "complete");
-        let open = plan_calls(&turn, &mut batch, &owner, &offer, &calls);
+        let open = plan_calls(&turn, &mut batch, &offer, &calls);
         turn.commit(batch).await?;
         {
             let mut progress = turn.progress();
@@ -324,7 +318,7 @@ async fn steps(turn: Turn) -> Result<End, RunError> {
         if calls.is_empty() {
             return Ok(End::Completed);
         }
-        if wait_for_calls(&turn, &owner).await? == Waited::Cancelled {
+        if wait_for_calls(&turn).await? == Waited::Cancelled {
             return Ok(End::Cancelled);
         }
     }
@@ -414,17 +408,8 @@ async fn finish(turn: &Turn, reason: Reason, error: Option<RunError>) {
 /// Logs the model's tool calls and makes a row for each: refused at once
 /// (no such tool, arguments that do not fit its schema), waiting for
 /// approval, for a gateway, or for the user. Returns the ids still open.
-fn plan_calls(
-    turn: &Turn,
-    batch: &mut Batch,
-    owner: &UserId,
-    offer: &Offer,
-    calls: &[ToolCall],
-) -> Vec<String> {
-    let now = crate::time::now();
-    let deadline = now
-        + chrono::Duration::from_std(turn.inner.settings.tool_timeout)
-            .unwrap_or(chrono::Duration::MAX);
+fn plan_calls(turn: &Turn, batch: &mut Batch, offer: &Offer, calls: &[ToolCall]) -> Vec<String> {
+    let deadline = turn.inner.settings.tool_deadline();
     let mut open = Vec::new();
     let mut waiting = Vec::new();
     let mut then = Vec::new();
@@ -461,7 +446,7 @@ fn plan_calls(
             calls::NewCall {
                 session: &turn.session,
                 run_id: &turn.run_id,
-                owner: owner.as_str(),
+                owner: turn.owner.as_str(),
                 target,
                 requires_approval,
                 status,
@@ -471,7 +456,7 @@ fn plan_calls(
         ));
         if refused.is_none() {
             open.push(call.id.clone());
-            waiting.push((status, target));
+            waiting.push((status == calls::AWAITING_APPROVAL, target));
         }
         then.push((call, arguments, refused, requires_approval));
     }
@@ -518,13 +503,11 @@ fn check_arguments(tool: &Tool, raw: &str, arguments: &Value) -> Result<(), Stri
     })
 }
 
-/// What the session waits for while these calls are open: an approval
-/// first, then the user, then a gateway.
-fn waiting_status(open: impl Iterator<Item = (&'static str, Target)> + Clone) -> Status {
-    if open
-        .clone()
-        .any(|(status, _)| status == calls::AWAITING_APPROVAL)
-    {
+/// What the session waits for while these calls are open, each given as
+/// (waits for approval, target): an approval first, then the user, then a
+/// gateway.
+fn waiting_status(open: impl Iterator<Item = (bool, Target)> + Clone) -> Status {
+    if open.clone().any(|(approval, _)| approval) {
         Status::AwaitingApproval
     } else if open.clone().any(|(_, target)| target == Target::User) {
         Status::AwaitingInput
@@ -532,14 +515,6 @@ fn waiting_status(open: impl Iterator<Item = (&'static str, Target)> + Clone) ->
         Status::AwaitingTool
     } else {
         Status::Running
-    }
-}
-
-fn row_status(status: &str) -> &'static str {
-    match status {
-        calls::AWAITING_APPROVAL => calls::AWAITING_APPROVAL,
-        calls::SENT => calls::SENT,
-        _ => calls::PENDING,
     }
 }
 
@@ -556,7 +531,7 @@ const CALL_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Waits until every open call of the step has ended — answered, denied,
 /// timed out — logging each `tool.result` as it comes and the session's
 /// status as it changes, or until the run is cancelled.
-async fn wait_for_calls(turn: &Turn, owner: &UserId) -> Result<Waited, RunError> {
+async fn wait_for_calls(turn: &Turn) -> Result<Waited, RunError> {
     let inner = &turn.inner;
     let waker = inner.waker(turn.run_id.as_str());
     let _forget = Forget(inner, turn.run_id.as_str());
@@ -600,11 +575,12 @@ async fn wait_for_calls(turn: &Turn, owner: &UserId) -> Result<Waited, RunError>
                 None => tools::result(&mut batch, id, Outcome::cancelled("the call was lost")),
             }
         }
-        let status = waiting_status(
-            still_open
-                .iter()
-                .map(|r| (row_status(&r.status), Target::from_db(&r.target))),
-        );
+        let status = waiting_status(still_open.iter().map(|r| {
+            (
+                r.status == calls::AWAITING_APPROVAL,
+                Target::from_db(&r.target),
+            )
+        }));
         if status != turn.progress().status {
             batch.status(status);
         }
@@ -619,11 +595,10 @@ async fn wait_for_calls(turn: &Turn, owner: &UserId) -> Result<Waited, RunError>
         if still_open.is_empty() {
             return Ok(Waited::Answered);
         }
-        if still_open
-            .iter()
-            .any(|r| r.target == Target::Gateway.as_str() && r.status != calls::AWAITING_APPROVAL)
-        {
-            inner.deliver(owner, None).await;
+        if still_open.iter().any(|r| {
+            Target::from_db(&r.target) == Target::Gateway && r.status != calls::AWAITING_APPROVAL
+        }) {
+            inner.deliver(&turn.owner, None).await;
         }
         let next_deadline = still_open
             .iter()

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::{Accepted, Reason};
+use crate::auth::UserId;
 use crate::ids::{MessageId, RunId};
 
 /// A session's runs: the active one and those queued behind it.
@@ -37,16 +38,19 @@ impl SlotState {
 pub(super) struct Entry {
     pub(super) run_id: RunId,
     pub(super) message_id: MessageId,
+    /// The session's owner: whose gateways run its tools.
+    pub(super) owner: UserId,
     pub(super) content: Arc<str>,
     pub(super) client_msg_id: Option<String>,
     pub(super) control: Control,
 }
 
 impl Entry {
-    pub(super) fn new(content: String, client_msg_id: Option<String>) -> Self {
+    pub(super) fn new(owner: UserId, content: String, client_msg_id: Option<String>) -> Self {
         Self {
             run_id: RunId::generate(),
             message_id: MessageId::generate(),
+            owner,
             content: content.into(),
             client_msg_id,
             control: Control::default(),

@@ -36,8 +36,8 @@ async fn register(
         .and_then(parse::<Register>)
         .and_then(|request| state.engine.register_gateway(&me, &s, request));
     match result {
-        Ok((gateway, count)) => {
-            ack::ok(ack, json!({ "registered": count }));
+        Ok(gateway) => {
+            ack::ok(ack, json!({ "registered": gateway.tool_count() }));
             state.engine.deliver_to(&me, &gateway).await;
         }
         Err(error) => ack::error(ack, &error),
