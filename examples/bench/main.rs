@@ -40,6 +40,19 @@ struct Server {
 }
 
 impl Server {
+    /// A new WebSocket connection to `/agent`, subscribed to `session`.
+    async fn subscriber(&self, session: &str) -> RawSocket {
+        let mut socket = RawSocket::connect(self.addr, "/agent", TOKEN, None)
+            .await
+            .unwrap();
+        let ack = socket
+            .request("session:subscribe", json!({ "session_id": session }))
+            .await
+            .unwrap();
+        assert_eq!(ack["ok"], true);
+        socket
+    }
+
     async fn start() -> Self {
         Self::start_with(&[]).await
     }
@@ -293,15 +306,7 @@ async fn fanout() {
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut sockets = Vec::new();
     for _ in 0..subscribers {
-        let mut socket = RawSocket::connect(server.addr, "/agent", TOKEN, None)
-            .await
-            .unwrap();
-        let ack = socket
-            .request("session:subscribe", json!({ "session_id": session }))
-            .await
-            .unwrap();
-        assert_eq!(ack["ok"], true);
-        sockets.push(socket);
+        sockets.push(server.subscriber(&session).await);
     }
     for mut socket in sockets {
         let received = received.clone();

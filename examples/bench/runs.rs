@@ -75,14 +75,7 @@ async fn server_with_mock(pace: Pace) -> Server {
 /// A new session and a WebSocket subscribed to it.
 async fn subscribed_session(server: &Server) -> (String, RawSocket) {
     let session = server.session().await;
-    let mut socket = RawSocket::connect(server.addr, "/agent", TOKEN, None)
-        .await
-        .unwrap();
-    let ack = socket
-        .request("session:subscribe", json!({ "session_id": session }))
-        .await
-        .unwrap();
-    assert_eq!(ack["ok"], true);
+    let socket = server.subscriber(&session).await;
     (session, socket)
 }
 
