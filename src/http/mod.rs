@@ -1,9 +1,9 @@
 //! The HTTP side: routes, and the layers around them and around Socket.IO.
 
+pub mod console;
 pub mod events;
 pub mod extract;
 pub mod health;
-pub mod home;
 pub mod origin;
 pub mod sessions;
 
@@ -45,7 +45,9 @@ pub fn router(state: AppState, socketio: socketioxide::layer::SocketIoLayer) -> 
     }
 
     Router::new()
-        .route("/", get(home::home))
+        .route("/", get(console::index))
+        .route("/assets/{*path}", get(console::asset))
+        .route("/favicon.svg", get(console::favicon))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(crate::metrics::render))

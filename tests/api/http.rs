@@ -284,20 +284,6 @@ async fn an_oversized_request_body_is_refused_with_413() {
 }
 
 #[tokio::test]
-async fn the_root_page_says_how_to_connect() {
-    let server = ServerBuilder::with_auth().spawn().await;
-    let response = server.http.get(server.http("/")).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    assert!(response.text().await.unwrap().contains("socket.io-client"));
-}
-
-#[tokio::test]
 async fn unknown_routes_answer_a_json_404() {
     let server = ServerBuilder::with_auth().spawn().await;
     let response = client().get(server.http("/nope")).send().await.unwrap();

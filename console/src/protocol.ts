@@ -1,0 +1,136 @@
+// The wire protocol as the console uses it (PROTOCOL.md): types, and a
+// connection to the `/agent` namespace with the official socket.io-client.
+
+import { io, type Socket } from 'socket.io-client';
+
+export type SessionStatus =
+  | 'idle'
+  | 'running'
+  | 'awaiting_tool'
+  | 'awaiting_approval'
+  | 'awaiting_input';
+
+export interface Session {
+  id: string;
+  owner: string;
+  title: string;
+  status: SessionStatus;
+  head_seq: number;
+  created_at: string;
+  updated_at: string;
+  metadata?: unknown;
+}
+
+/** The `agent:event` envelope. `data` depends on `type`. */
+export interface AgentEvent {
+  session_id: string;
+  seq: number;
+  type: string;
+  run_id?: string | null;
+  ts: string;
+  data: Record<string, unknown> & { [key: string]: any };
+}
+
+export interface Heartbeat {
+  session_id: string;
+  run_id: string;
+  status: SessionStatus;
+  elapsed_ms: number;
+}
+
+export interface Lagged {
+  session_id: string;
+  last_seq: number;
+}
+
+/** A refused request: the ack's `error`, or `timeout` when none came. */
+export class RequestError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Why a handshake was refused, with what to do about it. */
+export const REJECTIONS: Record<string, string> = {
+  missing_credentials: 'The server needs a token to let you in.',
+  invalid_token: 'The server did not accept this token: it is malformed, its signature is wrong, or it is not a configured API token.',
+  expired_token: 'This token has expired.',
+  wrong_audience: 'This token was issued for another audience than this server accepts.',
+  wrong_issuer: 'This token was issued by another issuer than this server accepts.',
+};
+
+export const NEW_TOKEN_HELP =
+  'To get a new token, restart `switchboard serve --dev` and open the Console URL it prints ' +
+  '(it carries a fresh token), or ask the server\'s operator to run `switchboard token --user <you>`.';
+
+export type ConnectionState =
+  | { kind: 'connected' }
+  | { kind: 'reconnecting'; attempt: number; detail: string }
+  | { kind: 'rejected'; reason: string; message: string };
+
+const REQUEST_TIMEOUT_MS = 15_000;
+
+/**
+ * One connection to `/agent`. socket.io-client reconnects on its own after
+ * a network drop or a server restart; a refused handshake ends it.
+ */
+export class Connection {
+  readonly socket: Socket;
+
+  constructor(token: string | null, onState: (state: ConnectionState) => void) {
+    this.socket = io('/agent', {
+      auth: (cb) => cb(token ? { token } : {}),
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 5_000,
+    });
+    const socket = this.socket;
+    let attempt = 0;
+    socket.on('connect', () => {
+      attempt = 0;
+      onState({ kind: 'connected' });
+    });
+    socket.on('disconnect', (reason) => {
+      if (reason === 'io client disconnect') return;
+      onState({ kind: 'reconnecting', attempt, detail: reason });
+      // The server closed this socket itself (it may be restarting):
+      // socket.io-client leaves that to the application.
+      if (reason === 'io server disconnect') setTimeout(() => socket.connect(), 1_000);
+    });
+    socket.on('connect_error', (err: Error) => {
+      const refused = /^unauthorized: (\w+)$/.exec(err.message);
+      if (refused) {
+        onState({ kind: 'rejected', reason: refused[1], message: err.message });
+      } else if (!socket.active) {
+        onState({ kind: 'rejected', reason: 'refused', message: err.message });
+      } else {
+        attempt += 1;
+        onState({ kind: 'reconnecting', attempt, detail: err.message });
+      }
+    });
+  }
+
+  get connected(): boolean {
+    return this.socket.connected;
+  }
+
+  /** Sends a request and resolves with its successful ack. */
+  async request<T = Record<string, unknown>>(event: string, payload: object): Promise<T> {
+    let ack: any;
+    try {
+      ack = await this.socket.timeout(REQUEST_TIMEOUT_MS).emitWithAck(event, payload);
+    } catch {
+      throw new RequestError('timeout', `the server did not answer ${event} within 15 s`);
+    }
+    if (ack && ack.ok === true) return ack as T;
+    const error = ack?.error ?? { code: 'internal', message: 'malformed acknowledgement' };
+    throw new RequestError(error.code, error.message);
+  }
+
+  close(): void {
+    this.socket.removeAllListeners();
+    this.socket.disconnect();
+  }
+}
