@@ -6,7 +6,6 @@ import { h, replace } from './dom';
 import { ago } from './format';
 import {
   Connection,
-  NEW_TOKEN_HELP,
   REJECTIONS,
   type AgentEvent,
   type ConnectionState,
@@ -19,6 +18,18 @@ import { SessionView, describe } from './session';
 
 const TOKEN_KEY = 'switchboard.token';
 const PAGE_SIZE = 50;
+
+function newTokenHelp(): HTMLElement {
+  return h(
+    'p',
+    null,
+    'To get a new token, restart ',
+    h('code', null, 'switchboard serve --dev'),
+    ' and open the Console URL it prints (it carries a fresh token), or ask the server\'s operator for one (',
+    h('code', null, 'switchboard token --user <you>'),
+    ').',
+  );
+}
 
 export class App {
   private token: string | null = null;
@@ -39,18 +50,33 @@ export class App {
   constructor(private readonly root: HTMLElement) {}
 
   start(): void {
-    // `#token=…` (the URL `serve --dev` prints): browsers never send the
-    // fragment to the server. Keep the token, then drop it from the address.
-    const fragment = new URLSearchParams(location.hash.slice(1));
-    const fromUrl = fragment.get('token');
-    if (fromUrl) {
-      localStorage.setItem(TOKEN_KEY, fromUrl);
-      history.replaceState(null, '', location.pathname + location.search);
-    }
-    this.token = localStorage.getItem(TOKEN_KEY);
-    window.addEventListener('hashchange', () => this.route());
+    this.token = this.tokenFromUrl() ?? localStorage.getItem(TOKEN_KEY);
+    window.addEventListener('hashchange', () => {
+      // A Console URL opened in this tab changes only the fragment.
+      const token = this.tokenFromUrl();
+      if (token) {
+        this.token = token;
+        this.closeSession();
+        this.shown = false;
+        this.connect();
+      } else {
+        this.route();
+      }
+    });
     // Without a token, try anyway: a cookie, or a server without authentication.
     this.connect();
+  }
+
+  /**
+   * `#token=…` (the URL `serve --dev` prints): browsers never send the
+   * fragment to the server. Keeps the token and drops it from the address.
+   */
+  private tokenFromUrl(): string | null {
+    const token = new URLSearchParams(location.hash.slice(1)).get('token');
+    if (!token) return null;
+    localStorage.setItem(TOKEN_KEY, token);
+    history.replaceState(null, '', location.pathname + location.search);
+    return token;
   }
 
   private connect(): void {
@@ -58,6 +84,10 @@ export class App {
     const conn = new Connection(this.token, (state) => this.connectionChanged(conn, state));
     this.conn = conn;
     this.setIndicator('connecting', 'Connecting…');
+    if (!this.shown) {
+      // Until the server answers (it may be down: the client keeps trying).
+      replace(this.root, h('div', { class: 'sign-in-page' }, h('div', { class: 'sign-in' }, h('h1', null, 'Switchboard'), h('p', null, this.indicator))));
+    }
     conn.socket.on('agent:event', (event: AgentEvent) => {
       if (event?.session_id === this.view?.id) this.view!.receive(event);
     });
@@ -108,7 +138,7 @@ export class App {
             'div',
             { class: 'flash', role: 'alert' },
             h('p', null, h('strong', null, `Sign-in failed: ${reason}. `), REJECTIONS[reason] ?? `The server refused the connection (${message}).`),
-            h('p', null, NEW_TOKEN_HELP),
+            newTokenHelp(),
           )
         : null;
     const form = h(
@@ -131,7 +161,7 @@ export class App {
       h('label', { for: 'token' }, 'Token'),
       input,
       h('button', { type: 'submit', class: 'primary' }, 'Sign in'),
-      h('p', { class: 'hint' }, '`switchboard serve --dev` prints a Console URL that signs you in. ', NEW_TOKEN_HELP),
+      problem ? null : h('p', { class: 'hint' }, h('code', null, 'switchboard serve --dev'), ' prints a Console URL that signs you in.'),
     );
     replace(this.root, h('div', { class: 'sign-in-page' }, form));
     input.focus();
@@ -246,8 +276,12 @@ export class App {
             'a',
             { href: `#/s/${s.id}`, 'aria-current': s.id === current ? 'page' : null, 'data-session-id': s.id },
             h('span', { class: 'title' }, s.title || 'Untitled session'),
-            h('span', { class: `dot status-${s.status}`, title: s.status }, s.status === 'idle' ? '' : s.status.replace('_', ' ')),
-            h('time', { datetime: s.updated_at }, ago(s.updated_at)),
+            h(
+              'span',
+              { class: 'meta' },
+              h('time', { datetime: s.updated_at }, ago(s.updated_at)),
+              s.status === 'idle' ? null : h('span', { class: `state status-${s.status}` }, s.status.replace('_', ' ')),
+            ),
           ),
         ),
       ),

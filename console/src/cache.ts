@@ -22,6 +22,12 @@ function done(tx: IDBTransaction): Promise<void> {
   });
 }
 
+const FLUSH_MS = 100;
+
+function later(task: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, FLUSH_MS)).then(task);
+}
+
 function range(sessionId: string): IDBKeyRange {
   return IDBKeyRange.bound([sessionId, 0], [sessionId, Number.MAX_SAFE_INTEGER]);
 }
@@ -68,11 +74,15 @@ export class EventCache {
     return all.slice(0, end);
   }
 
-  /** Stores an event; writes are batched into one transaction. */
+  /**
+   * Stores an event. Writes are batched, one transaction at most every
+   * FLUSH_MS: events not yet written when the page goes are asked of the
+   * server again after a reload.
+   */
   put(event: AgentEvent): void {
     if (!this.db) return;
     this.pending.push(event);
-    this.flushing ??= Promise.resolve().then(() => this.flush());
+    this.flushing ??= later(() => this.flush());
   }
 
   private async flush(): Promise<void> {
@@ -87,7 +97,7 @@ export class EventCache {
       console.warn('could not store events; a reload will replay them from the server', error);
     } finally {
       this.flushing = null;
-      if (this.pending.length) this.flushing = Promise.resolve().then(() => this.flush());
+      if (this.pending.length) this.flushing = later(() => this.flush());
     }
   }
 

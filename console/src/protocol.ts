@@ -62,10 +62,6 @@ export const REJECTIONS: Record<string, string> = {
   wrong_issuer: 'This token was issued by another issuer than this server accepts.',
 };
 
-export const NEW_TOKEN_HELP =
-  'To get a new token, restart `switchboard serve --dev` and open the Console URL it prints ' +
-  '(it carries a fresh token), or ask the server\'s operator to run `switchboard token --user <you>`.';
-
 export type ConnectionState =
   | { kind: 'connected' }
   | { kind: 'reconnecting'; attempt: number; detail: string }
@@ -83,6 +79,10 @@ export class Connection {
   constructor(token: string | null, onState: (state: ConnectionState) => void) {
     this.socket = io('/agent', {
       auth: (cb) => cb(token ? { token } : {}),
+      // WebSocket first, long-polling when it cannot connect: no upgrade
+      // from polling to race with a refused handshake or a quick sign-out.
+      transports: ['websocket', 'polling'],
+      tryAllTransports: true,
       reconnectionDelay: 500,
       reconnectionDelayMax: 5_000,
     });

@@ -63,6 +63,8 @@ export class SessionView {
   private lastSeq = 0;
   /** Until the first subscription is acknowledged, nothing is rendered. */
   private ready = false;
+  /** Set once `open` has read this browser's stored events. */
+  private loaded = false;
   private cached: AgentEvent[] = [];
   private early: AgentEvent[] = [];
   private subscribing = 0;
@@ -80,7 +82,7 @@ export class SessionView {
   private readonly ticker: number;
   private draft: { content: string; clientMsgId: string } | null = null;
 
-  private readonly statusBadge = h('span', { class: 'badge' });
+  private readonly statusBadge = h('span', { class: 'badge', role: 'status', 'aria-label': 'Session status' });
   private readonly working = h('span', { class: 'working', 'aria-live': 'polite' });
   private readonly stopButton: HTMLButtonElement;
   private readonly progress = h('div', { class: 'progress', hidden: true });
@@ -101,7 +103,9 @@ export class SessionView {
   ) {
     this.id = session.id;
     this.status = session.status;
-    this.ansi.use_classes = false;
+    // Classes for the 16 named colours (styles.css gives them readable
+    // shades on the terminal's background); 256 and true colours inline.
+    this.ansi.use_classes = true;
 
     this.stopButton = h('button', { type: 'button', class: 'danger', hidden: true, onclick: () => this.stop() }, 'Stop');
     this.input = h('textarea', {
@@ -179,12 +183,13 @@ export class SessionView {
   /** Loads what this browser rendered before, then subscribes after it. */
   async open(): Promise<void> {
     this.cached = await this.cache.load(this.id);
+    this.loaded = true;
     this.resume();
   }
 
   /** (Re)subscribes after the last rendered event: on open and on every reconnect. */
   resume(): void {
-    if (this.disposed || !this.conn.connected) return;
+    if (this.disposed || !this.loaded || !this.conn.connected) return;
     const after = this.ready ? this.lastSeq : (this.cached.at(-1)?.seq ?? 0);
     void this.subscribe(after);
   }
@@ -467,7 +472,7 @@ export class SessionView {
   }
 
   private approvalForm(callId: string, card: ToolCard): HTMLElement {
-    const reason = h('input', { type: 'text', name: 'reason', placeholder: 'Reason (sent to the model if you deny)', 'aria-label': `Reason for denying ${card.name}` });
+    const reason = h('input', { type: 'text', name: 'reason', placeholder: 'Reason (optional)', 'aria-label': `Reason for denying ${card.name}` });
     const decide = async (decision: 'approve' | 'deny', button: HTMLButtonElement) => {
       for (const b of form.querySelectorAll('button')) b.disabled = true;
       try {
