@@ -1,6 +1,7 @@
 //! Runs the JavaScript suite in `tests/js` — the official `socket.io-client`
-//! v4 against the real server — as part of `cargo test`, so one command runs
-//! every test. Installs the suite's npm packages (`npm ci`, from the
+//! v4 against the real server, and the web console in Debian's Chromium
+//! (playwright-core; `/usr/bin/chromium` must be installed) — as part of
+//! `cargo test`, so one command runs every test. Installs the suite's npm packages (`npm ci`, from the
 //! committed lockfile) when they are missing or older than the lockfile.
 
 use std::path::Path;
