@@ -308,13 +308,13 @@ export class App {
     void this.open(id);
   }
 
-  private closeSession(): void {
-    this.view?.dispose();
+  private closeSession(options?: { unsubscribe: boolean }): void {
+    this.view?.dispose(options);
     this.view = null;
   }
 
-  private async open(id: string | null): Promise<void> {
-    this.closeSession();
+  private async open(id: string | null, { again = false } = {}): Promise<void> {
+    this.closeSession({ unsubscribe: !again });
     this.renderList();
     if (!id || !this.conn) {
       replace(this.main, this.welcome());
@@ -331,7 +331,7 @@ export class App {
     const view = new SessionView(session, this.conn, this.cache!, {
       statusChanged: (sid, status) => this.statusChanged(sid, status),
       reopen: (sid) => {
-        if (this.view?.id === sid) void this.open(sid);
+        if (this.view?.id === sid) void this.open(sid, { again: true });
       },
     });
     this.view = view;

@@ -194,10 +194,15 @@ export class SessionView {
     void this.subscribe(after);
   }
 
-  dispose(): void {
+  /**
+   * Stops rendering. `unsubscribe: false` when the same session opens
+   * again at once: an unsubscribe handled after the new subscribe would
+   * cancel it.
+   */
+  dispose({ unsubscribe = true } = {}): void {
     this.disposed = true;
     window.clearInterval(this.ticker);
-    if (this.conn.connected) {
+    if (unsubscribe && this.conn.connected) {
       this.conn.request('session:unsubscribe', { session_id: this.id }).catch(() => {});
     }
   }

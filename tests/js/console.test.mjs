@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -755,6 +755,53 @@ test('after a server restart the console reconnects and catches up without dupli
 });
 
 // 10. Narrow windows, the keyboard, and the README picture
+
+test('a database restored from a backup (a shorter log than the browser kept) is shown as the server has it', async (t) => {
+  // The browser kept events the server no longer has: subscribing after
+  // them answers `conflict`, and the console starts the session over from
+  // the server's log instead of showing lines that no longer exist.
+  const port = await freePort();
+  const data = await tempDir(t);
+  const backup = await tempDir(t);
+  const options = { bind: `127.0.0.1:${port}`, env: { DATABASE_URL: `sqlite://${data}/sb.db?mode=rwc` } };
+  let server = await scriptedServer(t, options.env, options);
+  const { page, assertNoErrors } = await openBrowser(t);
+  await signIn(page, server);
+  const id = await createSession(page, 'Backup');
+  await httpApi(server, ALICE).append(id, outputLines(3, 1));
+  await terminal(page).getByText('line 3').waitFor();
+  const kept = await assertLogComplete(page, httpApi(server, ALICE), id);
+
+  await server.stop();
+  await cp(data, backup, { recursive: true });
+  server = await scriptedServer(t, options.env, options);
+  await waitForConnection(page, 'Connected', 30_000);
+  await httpApi(server, ALICE).append(id, outputLines(4, 4));
+  await terminal(page).getByText('line 7').waitFor();
+  await assertLogComplete(page, httpApi(server, ALICE), id);
+
+  await server.stop();
+  await rm(data, { recursive: true, force: true });
+  await cp(backup, data, { recursive: true });
+  server = await scriptedServer(t, options.env, options);
+  const api = httpApi(server, ALICE);
+  assert.equal((await api.getSession(id)).head_seq, kept, 'the restored server has the shorter log');
+  await waitForConnection(page, 'Connected', 30_000);
+  await until(page, 'the lines the server lost to disappear', () => !document.querySelector('pre.terminal')?.textContent.includes('line 4'));
+  await api.append(id, outputLines(2, 10));
+  await terminal(page).getByText('line 11').waitFor();
+  await assertLogComplete(page, api, id);
+  const lines = (await terminal(page).textContent()).split('\n').filter(Boolean);
+  assert.deepEqual(lines, ['line 1', 'line 2', 'line 3', 'line 10', 'line 11']);
+
+  // A reload renders the same, from what the browser kept since.
+  await page.reload();
+  await waitForConnection(page, 'Connected');
+  await assertLogComplete(page, api, id);
+  assert.deepEqual((await terminal(page).textContent()).split('\n').filter(Boolean), lines);
+  assertNoErrors(NETWORK_ERROR);
+  await server.stop(); // before its data directory is removed
+});
 
 test('at 390 px nothing overflows and the message box, Send and the session list are reachable with Tab', async (t) => {
   const server = await scriptedServer(t);
