@@ -106,13 +106,15 @@ export function summary(event: AgentEvent): string {
   }
 }
 
-/** What an expanded line shows: the part of `data` worth reading in full. */
-export function details(event: AgentEvent): string | null {
+/** Whether an event's line opens to show more (`details`). */
+export function hasDetails(event: AgentEvent): boolean {
+  return event.type !== 'text.delta' && event.type !== 'status';
+}
+
+/** What an opened line shows: the part of `data` worth reading in full. */
+export function details(event: AgentEvent): string {
   const d = event.data ?? {};
   switch (event.type) {
-    case 'text.delta':
-    case 'status':
-      return null;
     case 'tool.call':
     case 'tool.approval_requested':
       return pretty(d.arguments ?? {});

@@ -11,7 +11,7 @@ import { AnsiUp } from 'ansi_up';
 
 import type { EventCache } from './cache';
 import { StickToBottom, append, h, replace } from './dom';
-import { clock, details, pretty, renderMarkdown, shortId, summary, typeClass } from './format';
+import { clock, details, hasDetails, pretty, renderMarkdown, shortId, summary, typeClass } from './format';
 import {
   RequestError,
   type AgentEvent,
@@ -76,6 +76,8 @@ export class SessionView {
   private heartbeat: { elapsedMs: number; at: number } | null = null;
   private readonly messages = new Map<string, AssistantMessage>();
   private readonly calls = new Map<string, ToolCard>();
+  private inbox: AgentEvent[] = [];
+  private draining = false;
   private readonly dirty = new Set<AssistantMessage>();
   private renderScheduled = false;
   private readonly ansi = new AnsiUp();
@@ -89,7 +91,7 @@ export class SessionView {
   private readonly flash = h('div', { class: 'flash', role: 'alert' });
   private readonly conversation = h('ol', { class: 'conversation', role: 'log', 'aria-label': 'Conversation' });
   private readonly eventLog = h('ol', { class: 'events', 'aria-label': 'Event log' });
-  private readonly terminal = h('pre', { class: 'terminal', role: 'log', 'aria-label': 'Terminal output', tabindex: 0 });
+  private readonly terminal = h('div', { class: 'terminal', role: 'log', 'aria-label': 'Terminal output', tabindex: 0 });
   private readonly input: HTMLTextAreaElement;
   private readonly sendButton: HTMLButtonElement;
   private readonly busyHint = h('p', { class: 'hint', id: 'composer-hint' });
@@ -228,7 +230,7 @@ export class SessionView {
     this.showError(null);
     if (!this.ready) {
       this.ready = true;
-      for (const event of this.cached) this.apply(event, false);
+      this.applyAll(this.cached, false);
       this.cached = [];
       if (ack.truncated && ack.first_seq !== undefined && ack.first_seq - 1 > this.lastSeq) {
         this.notice('info', `Events before #${ack.first_seq} were removed by the server's retention.`);
@@ -237,17 +239,33 @@ export class SessionView {
       if (this.lastSeq === 0) this.setStatus(ack.session.status);
       const early = this.early;
       this.early = [];
-      for (const event of early) this.apply(event, true);
+      this.applyAll(early, true);
     }
   }
 
-  /** An `agent:event` of this session, live or replayed. */
+  /**
+   * An `agent:event` of this session, live or replayed. Events are rendered
+   * in batches, at most one a frame: a replay of thousands of events lays
+   * the page out once per batch, not once per event.
+   */
   receive(event: AgentEvent): void {
     if (!this.ready) {
       this.early.push(event);
       return;
     }
-    this.apply(event, true);
+    this.inbox.push(event);
+    if (this.draining) return;
+    this.draining = true;
+    const drain = () => {
+      if (!this.draining || this.disposed) return;
+      this.draining = false;
+      const events = this.inbox;
+      this.inbox = [];
+      this.applyAll(events, true);
+    };
+    requestAnimationFrame(drain);
+    // Hidden tabs get no animation frames.
+    setTimeout(drain, 100);
   }
 
   receiveHeartbeat(beat: Heartbeat): void {
@@ -258,6 +276,14 @@ export class SessionView {
   /** `session:lagged`: the server dropped this subscriber; catch up from the log. */
   lagged(): void {
     void this.subscribe(this.lastSeq);
+  }
+
+  private applyAll(events: AgentEvent[], store: boolean): void {
+    if (!events.length) return;
+    for (const [, stick] of this.scrolls) stick.before();
+    for (const event of events) this.apply(event, store);
+    for (const [, stick] of this.scrolls) stick.after();
+    this.showStatus();
   }
 
   private apply(event: AgentEvent, store: boolean): void {
@@ -272,11 +298,8 @@ export class SessionView {
     this.lastSeq = event.seq;
     if (store) this.cache.put(event);
     this.heartbeat = null;
-    for (const [, stick] of this.scrolls) stick.before();
     this.logLine(event);
     this.render(event);
-    for (const [, stick] of this.scrolls) stick.after();
-    this.showStatus();
   }
 
   private logLine(event: AgentEvent): void {
@@ -288,12 +311,25 @@ export class SessionView {
       h('span', { class: 'type' }, event.type),
       h('span', { class: 'sum' }, summary(event)),
     );
-    const full = details(event);
     const item = h('li', { class: typeClass(event.type), 'data-seq': event.seq });
-    if (full === null) {
+    if (!hasDetails(event)) {
       append(item, line);
     } else {
-      append(item, h('details', null, h('summary', null, line), h('pre', null, full)));
+      // A button rather than <details>, whose shadow tree per line makes
+      // styling a log of thousands of lines slow; the data is laid out
+      // only when the line is opened.
+      const toggle: HTMLButtonElement = h('button', {
+        type: 'button',
+        class: 'toggle',
+        'aria-expanded': 'false',
+        onclick: () => {
+          const open = toggle.getAttribute('aria-expanded') === 'true';
+          toggle.setAttribute('aria-expanded', String(!open));
+          if (open) item.querySelector('pre')?.remove();
+          else append(item, h('pre', null, details(event)));
+        },
+      }, line);
+      append(item, toggle);
     }
     this.eventLog.appendChild(item);
   }
@@ -345,12 +381,9 @@ export class SessionView {
       case 'progress':
         this.showProgress(d);
         break;
-      case 'output': {
-        const chunk = h('span', { class: d.stream === 'stderr' ? 'stderr' : 'stdout', 'data-seq': event.seq });
-        chunk.innerHTML = this.ansi.ansi_to_html(String(d.data ?? ''));
-        this.terminal.appendChild(chunk);
+      case 'output':
+        this.output(event.seq, d.stream === 'stderr' ? 'stderr' : 'stdout', String(d.data ?? ''));
         break;
-      }
       case 'info':
         this.notice('info', String(d.message ?? ''));
         break;
@@ -373,6 +406,24 @@ export class SessionView {
         break;
       }
     }
+  }
+
+  /**
+   * Appends terminal output. Text goes into blocks that end at a line
+   * break: a new chunk joins the last block only when that block's line is
+   * unfinished, so appending lays out one small block, not the whole
+   * terminal's text.
+   */
+  private output(seq: number, stream: 'stdout' | 'stderr', data: string): void {
+    const chunk = h('span', { class: stream, 'data-seq': seq });
+    chunk.innerHTML = this.ansi.ansi_to_html(data);
+    let block = this.terminal.lastElementChild as HTMLElement | null;
+    if (!block || block.dataset.open !== 'true') {
+      block = h('div', { class: 'block' });
+      this.terminal.appendChild(block);
+    }
+    block.appendChild(chunk);
+    block.dataset.open = String(!data.endsWith('\n'));
   }
 
   private add(item: HTMLElement): void {

@@ -141,7 +141,7 @@ async function signIn(page, server, token = ALICE) {
 /** Creates a session with the "New session" form; resolves with its id once it is open. */
 async function createSession(page, title) {
   await page.getByLabel('Title of the new session').fill(title);
-  await page.getByRole('button', { name: 'New session' }).click();
+  await page.getByRole('button', { name: 'New session', exact: true }).click();
   await page.getByRole('heading', { level: 2, name: title }).waitFor();
   await messageBox(page).waitFor();
   const id = /#\/s\/([0-9a-f-]{36})$/.exec(page.url())?.[1];
@@ -527,10 +527,14 @@ test('a gateway tool call is approved, then one is denied with a reason; the log
 
   // The first tool.call line of the event log expands to its arguments.
   const line = eventLog(page).locator(':scope > li.ev-tool-call').first();
-  const pre = line.locator('details pre');
-  assert.equal(await pre.isVisible(), false, 'collapsed at first');
-  await line.locator('summary').click();
+  const toggle = line.getByRole('button');
+  const pre = line.locator('pre');
+  assert.equal(await toggle.getAttribute('aria-expanded'), 'false', 'collapsed at first');
+  assert.equal(await pre.count(), 0);
+  await toggle.focus();
+  await toggle.press('Enter');
   await pre.waitFor({ state: 'visible' });
+  assert.equal(await toggle.getAttribute('aria-expanded'), 'true');
   assert.deepEqual(JSON.parse(await pre.textContent()), { path: 'x' });
   await screenshot(page, 'tool-denied');
   assertNoErrors();
@@ -598,7 +602,7 @@ test('the Stop button stops a run', async (t) => {
   await createSession(page, 'Long run');
 
   await sendMessage(page, '/sleep 30000 never');
-  const stop = page.getByRole('button', { name: 'Stop' });
+  const stop = page.getByRole('button', { name: 'Stop', exact: true });
   await stop.waitFor({ state: 'visible' });
   await statusBadge(page).filter({ hasText: /^Running$/ }).waitFor();
   await page.getByText('A run is active: sending a message interrupts it.').waitFor();
@@ -682,7 +686,7 @@ test('a reload in the middle of a run renders every event, output line and word 
   })();
   producer.catch(() => {});
 
-  await until(page, 'line 40 in the terminal', () => document.querySelector('pre.terminal')?.textContent.includes('line 40\n'));
+  await until(page, 'line 40 in the terminal', () => document.querySelector('.terminal')?.textContent.includes('line 40\n'));
   await until(page, 'some streamed words', () => /w\d+/.test(document.querySelector('.msg.assistant .body')?.textContent ?? ''));
   assert.equal(await logCount(page, 'run.finished'), 0, 'the reload happens before the run finished');
   const before = (await logSeqs(page)).length;
@@ -787,7 +791,7 @@ test('a database restored from a backup (a shorter log than the browser kept) is
   const api = httpApi(server, ALICE);
   assert.equal((await api.getSession(id)).head_seq, kept, 'the restored server has the shorter log');
   await waitForConnection(page, 'Connected', 30_000);
-  await until(page, 'the lines the server lost to disappear', () => !document.querySelector('pre.terminal')?.textContent.includes('line 4'));
+  await until(page, 'the lines the server lost to disappear', () => !document.querySelector('.terminal')?.textContent.includes('line 4'));
   await api.append(id, outputLines(2, 10));
   await terminal(page).getByText('line 11').waitFor();
   await assertLogComplete(page, api, id);
