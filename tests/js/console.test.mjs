@@ -243,6 +243,14 @@ async function scriptedServer(t, env = {}, options = {}) {
   return server;
 }
 
+/** A server that accepts JWTs signed with `secret` (HS256). */
+async function jwtServer(t) {
+  const secret = 'console-test-secret-0123456789abcdef';
+  const server = await startServer({ env: { SWITCHBOARD_JWT_SECRET: secret, SWITCHBOARD_SCRIPTED_DELAY: '5ms' } });
+  t.after(() => server.stop());
+  return { server, secret };
+}
+
 /**
  * A JS desktop gateway on /gateway (the official socket.io-client) that
  * registers `tools`, records every `tool:call` (acknowledging it) and
@@ -324,9 +332,7 @@ test('signing in with #token= shows the shell, drops the token from the address 
 // 2. Sign-in failures
 
 test('a refused token shows the reason and how to get a new one; a token typed into the form signs in', async (t) => {
-  const secret = 'console-test-secret-0123456789abcdef';
-  const server = await startServer({ env: { SWITCHBOARD_JWT_SECRET: secret, SWITCHBOARD_SCRIPTED_DELAY: '5ms' } });
-  t.after(() => server.stop());
+  const { server, secret } = await jwtServer(t);
   const { page, assertNoErrors } = await openBrowser(t);
 
   // An expired JWT.
@@ -363,9 +369,7 @@ test('a Console URL opened in a tab that already shows the console signs in with
   // `serve --dev` prints a new Console URL after a restart, and the sign-in
   // page tells the user to open it. In a tab already at `/`, the browser
   // only changes the fragment (no new page load).
-  const secret = 'console-test-secret-0123456789abcdef';
-  const server = await startServer({ env: { SWITCHBOARD_JWT_SECRET: secret, SWITCHBOARD_SCRIPTED_DELAY: '5ms' } });
-  t.after(() => server.stop());
+  const { server, secret } = await jwtServer(t);
   const { page, assertNoErrors } = await openBrowser(t);
 
   await page.goto(`${server.url}/#token=${hs256(expiredClaims('alice'), secret)}`);
