@@ -41,6 +41,11 @@ export function replace(parent: Node, ...children: Child[]): void {
   append(parent, ...children);
 }
 
+/** Sets `el`'s text, and leaves the DOM alone when it is already that. */
+export function setText(el: HTMLElement, text: string): void {
+  if (el.textContent !== text) el.textContent = text;
+}
+
 /**
  * Keeps a scrollable element pinned to its bottom while content is added,
  * unless the reader scrolled up: call `before()` ahead of a change and

@@ -64,6 +64,14 @@ export function shortId(id: unknown): string {
   return typeof id === 'string' ? id.slice(-8) : '';
 }
 
+/** `3/10 · tests`: a `progress` event's counts and message. */
+export function progressText(d: Record<string, unknown>): string {
+  const passing = typeof d.passing === 'number' ? d.passing : undefined;
+  const total = typeof d.total === 'number' ? d.total : undefined;
+  const counts = total !== undefined ? `${passing ?? 0}/${total}` : passing !== undefined ? String(passing) : '';
+  return [counts, d.message ? String(d.message) : ''].filter(Boolean).join(' · ');
+}
+
 /** The rest of an event's line in the log, after its seq, time and type. */
 export function summary(event: AgentEvent): string {
   const d = event.data ?? {};
@@ -85,12 +93,7 @@ export function summary(event: AgentEvent): string {
     case 'status':
       return String(d.status);
     case 'progress':
-      return [
-        d.total !== undefined ? `${d.passing ?? 0}/${d.total}` : d.passing !== undefined ? String(d.passing) : '',
-        d.message ?? '',
-      ]
-        .filter(Boolean)
-        .join(' ');
+      return progressText(d);
     case 'output':
       return `${d.stream}: ${oneLine(d.data ?? '')}`;
     case 'info':

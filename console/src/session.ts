@@ -10,8 +10,8 @@
 import { AnsiUp } from 'ansi_up';
 
 import type { EventCache } from './cache';
-import { StickToBottom, append, h, replace } from './dom';
-import { clock, details, hasDetails, pretty, renderMarkdown, shortId, summary, typeClass } from './format';
+import { StickToBottom, append, h, replace, setText } from './dom';
+import { clock, details, hasDetails, pretty, progressText, renderMarkdown, shortId, summary, typeClass } from './format';
 import {
   RequestError,
   type AgentEvent,
@@ -78,8 +78,8 @@ export class SessionView {
   private readonly calls = new Map<string, ToolCard>();
   private inbox: AgentEvent[] = [];
   private draining = false;
+  /** Assistant messages whose text changed in the batch being applied. */
   private readonly dirty = new Set<AssistantMessage>();
-  private renderScheduled = false;
   private readonly ansi = new AnsiUp();
   private readonly ticker: number;
   private draft: { content: string; clientMsgId: string } | null = null;
@@ -95,7 +95,7 @@ export class SessionView {
   private readonly input: HTMLTextAreaElement;
   private readonly sendButton: HTMLButtonElement;
   private readonly busyHint = h('p', { class: 'hint', id: 'composer-hint' });
-  private readonly scrolls: [HTMLElement, StickToBottom][];
+  private readonly scrolls: StickToBottom[];
 
   constructor(
     session: Session,
@@ -173,11 +173,7 @@ export class SessionView {
         ),
       ),
     );
-    this.scrolls = [
-      [this.conversation, new StickToBottom(this.conversation)],
-      [this.terminal, new StickToBottom(this.terminal)],
-      [this.eventLog.parentElement!, new StickToBottom(this.eventLog.parentElement!)],
-    ];
+    this.scrolls = [this.conversation, this.terminal, this.eventLog.parentElement!].map((el) => new StickToBottom(el));
     this.ticker = window.setInterval(() => this.showStatus(), 1000);
     this.showStatus();
   }
@@ -278,11 +274,17 @@ export class SessionView {
     void this.subscribe(this.lastSeq);
   }
 
+  /**
+   * Applies a batch of events. Markdown is rendered once per batch for each
+   * message whose text changed, however many deltas the batch held.
+   */
   private applyAll(events: AgentEvent[], store: boolean): void {
     if (!events.length) return;
-    for (const [, stick] of this.scrolls) stick.before();
+    for (const stick of this.scrolls) stick.before();
     for (const event of events) this.apply(event, store);
-    for (const [, stick] of this.scrolls) stick.after();
+    for (const message of this.dirty) message.body.innerHTML = renderMarkdown(message.text);
+    this.dirty.clear();
+    for (const stick of this.scrolls) stick.after();
     this.showStatus();
   }
 
@@ -346,7 +348,7 @@ export class SessionView {
       case 'text.delta': {
         const message = this.assistant(String(d.message_id));
         message.text += String(d.delta ?? '');
-        this.markDirty(message);
+        this.dirty.add(message);
         break;
       }
       case 'message.completed': {
@@ -360,7 +362,7 @@ export class SessionView {
         if (d.status === 'incomplete') {
           append(message.item, h('div', { class: 'cut' }, 'cut short'));
         }
-        this.markDirty(message);
+        this.dirty.add(message);
         break;
       }
       case 'tool.call':
@@ -444,25 +446,6 @@ export class SessionView {
       this.add(item);
     }
     return message;
-  }
-
-  /** Markdown is rendered at most once a frame, however fast text streams. */
-  private markDirty(message: AssistantMessage): void {
-    this.dirty.add(message);
-    if (this.renderScheduled) return;
-    this.renderScheduled = true;
-    const flush = () => {
-      if (!this.renderScheduled) return;
-      this.renderScheduled = false;
-      const stick = new StickToBottom(this.conversation);
-      stick.before();
-      for (const m of this.dirty) m.body.innerHTML = renderMarkdown(m.text);
-      this.dirty.clear();
-      stick.after();
-    };
-    requestAnimationFrame(flush);
-    // Hidden tabs get no animation frames; render anyway.
-    setTimeout(flush, 250);
   }
 
   private toolCall(event: AgentEvent): void {
@@ -599,17 +582,21 @@ export class SessionView {
     return this.activeRuns.size > 0 || this.status !== 'idle';
   }
 
+  /**
+   * Also runs every second (the "still working" counter): it writes only
+   * what changed, since any write lays out the page again.
+   */
   private showStatus(): void {
-    this.statusBadge.textContent = STATUS_TEXT[this.status] ?? this.status;
-    this.statusBadge.className = `badge status-${this.status}`;
-    this.stopButton.hidden = !this.busy;
-    this.busyHint.textContent = this.busy ? 'A run is active: sending a message interrupts it.' : '';
+    setText(this.statusBadge, STATUS_TEXT[this.status] ?? this.status);
+    if (this.statusBadge.className !== `badge status-${this.status}`) this.statusBadge.className = `badge status-${this.status}`;
+    if (this.stopButton.hidden !== !this.busy) this.stopButton.hidden = !this.busy;
+    setText(this.busyHint, this.busy ? 'A run is active: sending a message interrupts it.' : '');
+    let working = '';
     if (this.busy && this.heartbeat) {
       const seconds = Math.floor((this.heartbeat.elapsedMs + performance.now() - this.heartbeat.at) / 1000);
-      this.working.textContent = `still working… ${seconds} s`;
-    } else {
-      this.working.textContent = '';
+      working = `still working… ${seconds} s`;
     }
+    setText(this.working, working);
   }
 
   private showProgress(d: Record<string, unknown>): void {
@@ -620,10 +607,7 @@ export class SessionView {
       bar.max = total;
       bar.value = Math.min(passing ?? 0, total);
     }
-    const text = [total !== undefined ? `${passing ?? 0}/${total}` : passing !== undefined ? String(passing) : '', d.message ? String(d.message) : '']
-      .filter(Boolean)
-      .join(' · ');
-    replace(this.progress, bar, h('span', null, text));
+    replace(this.progress, bar, h('span', null, progressText(d)));
     this.progress.hidden = false;
   }
 
@@ -667,10 +651,6 @@ export class SessionView {
     } finally {
       this.sendButton.disabled = false;
     }
-  }
-
-  focusComposer(): void {
-    this.input.focus();
   }
 }
 
