@@ -208,4 +208,94 @@ pub struct Settings {
     /// How long shutdown waits for in-flight work, e.g. `10s` [default: 10s]
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<std::time::Duration>,
+
+    #[command(flatten)]
+    pub limits: LimitSettings,
+}
+
+/// The limits on what clients can make the server hold (README, "Limits").
+/// Rates are written `600/min`, `10/s`, `1000/h` (byte rates `32MiB/s`), or
+/// `unlimited`.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitSettings {
+    /// Open connections in total; lowered to fit the file-descriptor limit
+    /// [default: 16384]
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Open connections per client address (trusted proxies are exempt)
+    /// [default: 256]
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// A request head must arrive within this; idle kept-alive connections
+    /// close after it [default: 10s]
+    #[arg(long, env = "SWITCHBOARD_HEADER_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub header_timeout: Option<std::time::Duration>,
+
+    /// An HTTP connection with nothing read or written for this long is
+    /// closed [default: 60s]
+    #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<std::time::Duration>,
+
+    /// An Engine.IO session that opens no namespace within this is closed
+    /// [default: 10s]
+    #[arg(long, env = "SWITCHBOARD_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Option<std::time::Duration>,
+
+    /// New Engine.IO sessions per client address [default: 1200/min]
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_RATE", value_name = "RATE")]
+    pub handshake_rate: Option<String>,
+
+    /// New Engine.IO sessions in total [default: 12000/min]
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_RATE_TOTAL", value_name = "RATE")]
+    pub handshake_rate_total: Option<String>,
+
+    /// Comma-separated proxy addresses or networks (`10.0.0.0/8`) whose
+    /// X-Forwarded-For / Forwarded headers name the client [default: none]
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_name = "NETS")]
+    pub trusted_proxies: Option<String>,
+
+    /// Comma-separated Host names the server answers (`sb.example.com`,
+    /// `localhost:8200`); others get 421 [default: any]
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_HOSTS", value_name = "HOSTS")]
+    pub allowed_hosts: Option<String>,
+
+    /// Socket.IO requests per connected socket [default: 100/s]
+    #[arg(long, env = "SWITCHBOARD_REQUEST_RATE", value_name = "RATE")]
+    pub request_rate: Option<String>,
+
+    /// Sessions one user may own; 0 is unlimited [default: 10000]
+    #[arg(long, env = "SWITCHBOARD_MAX_SESSIONS_PER_USER", value_name = "N")]
+    pub max_sessions_per_user: Option<u64>,
+
+    /// Sessions one user may create [default: 60/min]
+    #[arg(long, env = "SWITCHBOARD_SESSION_RATE", value_name = "RATE")]
+    pub session_rate: Option<String>,
+
+    /// Events one user may append over HTTP [default: 10000/s]
+    #[arg(long, env = "SWITCHBOARD_INGEST_RATE", value_name = "RATE")]
+    pub ingest_rate: Option<String>,
+
+    /// Bytes of events one user may append over HTTP [default: 32MiB/s]
+    #[arg(long, env = "SWITCHBOARD_INGEST_BYTES_RATE", value_name = "RATE")]
+    pub ingest_bytes_rate: Option<String>,
+
+    /// `agent:execute` requests one user may make [default: 120/min]
+    #[arg(long, env = "SWITCHBOARD_EXECUTE_RATE", value_name = "RATE")]
+    pub execute_rate: Option<String>,
+
+    /// Runs queued behind a session's active run [default: 16]
+    #[arg(long, env = "SWITCHBOARD_MAX_QUEUED_RUNS", value_name = "N")]
+    pub max_queued_runs: Option<usize>,
+
+    /// Gateways one user may have registered at once [default: 16]
+    #[arg(long, env = "SWITCHBOARD_MAX_GATEWAYS_PER_USER", value_name = "N")]
+    pub max_gateways_per_user: Option<usize>,
+
+    /// Bytes of events or messages in one page or catch-up batch (at least
+    /// one is always sent) [default: 4194304]
+    #[arg(long, env = "SWITCHBOARD_MAX_PAGE_BYTES", value_name = "BYTES")]
+    pub max_page_bytes: Option<usize>,
 }

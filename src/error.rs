@@ -33,6 +33,9 @@ pub enum ErrorCode {
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
+    /// With `rate_limited`: how long to wait before retrying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +58,13 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     Busy(String),
-    #[error("{0}")]
-    RateLimited(String),
+    /// Too much too fast (HTTP 429 with `Retry-After`); `retry_after` is
+    /// when the request would be accepted.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -80,7 +88,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
             ApiError::Busy(_) => (StatusCode::CONFLICT, ErrorCode::Busy),
-            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
@@ -94,6 +102,22 @@ impl ApiError {
         ErrorBody {
             code: self.code(),
             message: self.to_string(),
+            retry_after_ms: self.retry_after().map(|d| d.as_millis() as u64),
+        }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ApiError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// `rate_limited`, to be retried after `retry_after`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        ApiError::RateLimited {
+            message: message.into(),
+            retry_after: Some(retry_after),
         }
     }
 
@@ -112,8 +136,22 @@ impl From<sea_orm::DbErr> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.parts().0;
-        (status, Json(serde_json::json!({ "error": self.body() }))).into_response()
+        let mut response =
+            (status, Json(serde_json::json!({ "error": self.body() }))).into_response();
+        if let Some(wait) = self.retry_after() {
+            set_retry_after(&mut response, wait);
+        }
+        response
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up (at least 1).
+pub fn set_retry_after(response: &mut Response, wait: std::time::Duration) {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(seconds.max(1)),
+    );
 }
 
 /// A JSON error response outside an [`ApiError`] (middleware, fallbacks).
@@ -121,6 +159,7 @@ pub fn error_response(status: StatusCode, code: ErrorCode, message: impl Into<St
     let body = ErrorBody {
         code,
         message: message.into(),
+        retry_after_ms: None,
     };
     (status, Json(serde_json::json!({ "error": body }))).into_response()
 }

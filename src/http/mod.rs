@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use http::StatusCode;
 use tower_governor::GovernorLayer;
@@ -20,7 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::http::Caller;
 use crate::auth::socket_token;
-use crate::error::{ErrorCode, error_response};
+use crate::error::{ApiError, ErrorCode, error_response};
 use crate::state::AppState;
 
 /// Every route, with Socket.IO (`socketio`) mounted under `/socket.io/`.
@@ -31,12 +32,18 @@ pub fn router(state: AppState, socketio: socketioxide::layer::SocketIoLayer) -> 
         .burst_size(rate)
         .finish()
         .map(|config| {
-            GovernorLayer::new(config).error_handler(|_| {
-                error_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    ErrorCode::RateLimited,
+            GovernorLayer::new(config).error_handler(|error| {
+                let wait = match error {
+                    tower_governor::GovernorError::TooManyRequests { wait_time, .. } => {
+                        Duration::from_secs(wait_time)
+                    }
+                    _ => Duration::from_secs(1),
+                };
+                ApiError::rate_limited(
                     "too many socket-token requests from this address; retry later",
+                    wait,
                 )
+                .into_response()
             })
         });
     let mut socket_token = Router::new().route("/v1/auth/socket-token", post(socket_token::issue));

@@ -273,6 +273,35 @@ impl TestServer {
         .unwrap_or_else(|_| panic!("no matching log line:\n{}", self.logs.text()))
     }
 
+    /// The server process's id.
+    #[allow(dead_code)] // until the limits tests use it
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// The server's resident memory now, in KiB (`VmRSS`).
+    #[allow(dead_code)]
+    pub fn rss_kib(&self) -> u64 {
+        self.proc_status("VmRSS:")
+    }
+
+    /// The most the server's resident memory has been, in KiB (`VmHWM`).
+    #[allow(dead_code)]
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.proc_status("VmHWM:")
+    }
+
+    #[allow(dead_code)]
+    fn proc_status(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
     /// Sends `signal` and waits for the process to exit.
     pub async fn stop_with(
         &mut self,
