@@ -114,6 +114,7 @@ impl Application {
         }
         let state = AppState {
             log,
+            quotas: Arc::new(crate::quotas::Quotas::new(&config.limits)),
             engine,
             db,
             origins: Arc::new(OriginPolicy::new(config.allowed_origins.clone())),

@@ -75,11 +75,8 @@ fn token(
             "no JWT secret to sign with: set SWITCHBOARD_JWT_SECRET, \
          or run `switchboard serve --dev` once to create a development secret",
         )?;
-    let minted = keys.mint(
-        &UserId::new(&args.user),
-        args.role,
-        args.ttl,
-        args.audience.as_deref(),
-    )?;
+    let user = UserId::parse(&args.user)
+        .map_err(|why| anyhow::anyhow!("--user {:?}: {why}", args.user))?;
+    let minted = keys.mint(&user, args.role, args.ttl, args.audience.as_deref())?;
     Ok(minted.token)
 }

@@ -608,12 +608,15 @@ fn parse_token_pairs(text: &str) -> Result<Vec<ApiToken>, ConfigError> {
 }
 
 fn api_token(user_id: String, token: String) -> Result<ApiToken, ConfigError> {
-    if user_id.is_empty() || token.is_empty() {
+    if token.is_empty() {
         return Err(ConfigError::invalid(
             "SWITCHBOARD_API_TOKENS",
-            "user ids and tokens must not be empty",
+            "tokens must not be empty",
         ));
     }
+    crate::auth::UserId::parse(&user_id).map_err(|why| {
+        ConfigError::invalid("SWITCHBOARD_API_TOKENS", format!("{user_id:?}: {why}"))
+    })?;
     Ok(ApiToken {
         user_id,
         token: SecretString::from(token),

@@ -26,6 +26,7 @@ pub mod ids;
 pub mod log;
 pub mod metrics;
 pub mod payload;
+pub mod quotas;
 pub mod rate;
 pub mod realtime;
 pub mod sessions;

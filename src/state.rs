@@ -19,6 +19,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub origins: Arc<OriginPolicy>,
     pub log: EventLog,
+    /// Per-user session and ingest quotas.
+    pub quotas: Arc<crate::quotas::Quotas>,
     /// Agent runs.
     pub engine: Engine,
     /// Background work (writers, catch-ups); waited for at shutdown.

@@ -19,13 +19,16 @@ impl FromRequestParts<AppState> for Caller {
         match attempt.result {
             Ok(identity) => Ok(Caller(identity)),
             Err(reason) => {
-                tracing::info!(
-                    method = attempt.method.as_str(),
-                    outcome = "refused",
-                    %reason,
-                    path = parts.uri.path(),
-                    "http authentication"
-                );
+                if let Some(suppressed) = crate::telemetry::refusals() {
+                    tracing::info!(
+                        method = attempt.method.as_str(),
+                        outcome = "refused",
+                        %reason,
+                        path = parts.uri.path(),
+                        suppressed,
+                        "http authentication"
+                    );
+                }
                 Err(ApiError::Unauthorized(reason))
             }
         }

@@ -153,7 +153,7 @@ impl JwtKeys {
                 _ => Failure::InvalidToken,
             })?
             .claims;
-        if claims.sub.is_empty() {
+        if UserId::parse(&claims.sub).is_err() {
             return Err(Failure::InvalidToken);
         }
         if self.issuer.is_some() && claims.iss.is_none() {

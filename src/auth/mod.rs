@@ -27,9 +27,32 @@ pub use jwt::JwtKeys;
 #[serde(transparent)]
 pub struct UserId(String);
 
+/// The longest user id accepted, in bytes.
+pub const MAX_USER_ID_BYTES: usize = 256;
+
 impl UserId {
+    /// Wraps an id the server already trusts (its own rows, its own names).
     pub fn new(id: impl Into<String>) -> Self {
         Self(id.into())
+    }
+
+    /// Checks an id that comes from outside (a JWT's `sub`, a setting):
+    /// 1 to [`MAX_USER_ID_BYTES`] bytes, no control characters or line
+    /// separators, which would let an id forge log lines.
+    pub fn parse(id: &str) -> Result<Self, &'static str> {
+        if id.is_empty() {
+            return Err("a user id must not be empty");
+        }
+        if id.len() > MAX_USER_ID_BYTES {
+            return Err("a user id must be at most 256 bytes");
+        }
+        if id
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+        {
+            return Err("a user id must not contain control characters or line breaks");
+        }
+        Ok(Self(id.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -343,6 +366,24 @@ mod tests {
             presented(None, &headers, "sb_session").unwrap_err(),
             Failure::InvalidToken
         );
+    }
+
+    #[test]
+    fn user_ids_that_could_forge_log_lines_are_refused() {
+        assert!(UserId::parse("alice@example.com").is_ok());
+        assert!(UserId::parse("émilie").is_ok());
+        for bad in [
+            "",
+            "alice\n INFO fake",
+            "a\rb",
+            "a\u{1b}[31m",
+            "a\u{2028}b",
+            "a\0",
+        ] {
+            assert!(UserId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(UserId::parse(&"x".repeat(MAX_USER_ID_BYTES)).is_ok());
+        assert!(UserId::parse(&"x".repeat(MAX_USER_ID_BYTES + 1)).is_err());
     }
 
     #[test]

@@ -60,15 +60,23 @@ fn log_handshake(socket: &SocketRef, attempt: &Attempt) {
             socket_id = %socket.id,
             "handshake"
         ),
-        Err(reason) => tracing::warn!(
-            target: "switchboard::handshake",
-            namespace = socket.ns(),
-            method = attempt.method.as_str(),
-            outcome = "refused",
-            reason = %reason,
-            transport,
-            socket_id = %socket.id,
-            "handshake"
-        ),
+        Err(reason) => {
+            // A client can be refused as often as it likes: past a budget,
+            // refusals are counted (here and in the metric), not written.
+            let Some(suppressed) = crate::telemetry::refusals() else {
+                return;
+            };
+            tracing::warn!(
+                target: "switchboard::handshake",
+                namespace = socket.ns(),
+                method = attempt.method.as_str(),
+                outcome = "refused",
+                reason = %reason,
+                transport,
+                socket_id = %socket.id,
+                suppressed,
+                "handshake"
+            )
+        }
     }
 }

@@ -20,7 +20,8 @@ use crate::auth::http::Caller;
 use crate::error::ApiError;
 use crate::http::extract::Query;
 use crate::ids::{Seq, SessionId};
-use crate::log::{NewEvent, Sink, event::is_producer_type};
+use crate::log::event::{MAX_X_TYPE_BYTES, is_producer_type};
+use crate::log::{NewEvent, Sink};
 use crate::sessions;
 use crate::state::AppState;
 
@@ -85,6 +86,9 @@ pub async fn append(
         .enumerate()
         .map(|(i, event)| validate(i, event))
         .collect::<Result<Vec<_>, _>>()?;
+    state
+        .quotas
+        .append(&me.user_id, events.len(), bytes.len())?;
     let appended = state.log.append(&id, events).await?;
     Ok(Json(json!({
         "first_seq": appended.first_seq(),
@@ -96,19 +100,23 @@ pub async fn append(
 fn validate(index: usize, event: IngestEvent) -> Result<NewEvent, ApiError> {
     let at = format!("events[{index}]");
     if !is_producer_type(&event.kind) {
+        let shown: String = event.kind.chars().take(MAX_X_TYPE_BYTES).collect();
         return Err(ApiError::Unprocessable(format!(
-            "{at}.type: {:?} cannot be appended by producers \
-             (allowed: output, progress, info, error, tool.call, tool.result, x.*)",
-            event.kind
+            "{at}.type: {shown:?} cannot be appended by producers (allowed: output, progress, \
+             info, error, tool.call, tool.result, and x. followed by up to {} letters, digits, \
+             `.`, `_`, `-`, `:` or `/`)",
+            MAX_X_TYPE_BYTES - 2
         )));
     }
-    if let Some(key) = &event.idempotency_key
-        && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY)
-    {
-        return Err(ApiError::Unprocessable(format!(
-            "{at}.idempotency_key: must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"
-        )));
+    if let Some(key) = &event.idempotency_key {
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(ApiError::Unprocessable(format!(
+                "{at}.idempotency_key: must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"
+            )));
+        }
+        crate::payload::check_text(&format!("{at}.idempotency_key"), key).map_err(unprocessable)?;
     }
+    crate::payload::check_raw_json(&format!("{at}.data"), &event.data).map_err(unprocessable)?;
     crate::log::event::check_data(&event.kind, &event.data)
         .map_err(|e| ApiError::Unprocessable(format!("{at} ({}): data{e}", event.kind)))?;
     Ok(NewEvent {
@@ -117,6 +125,11 @@ fn validate(index: usize, event: IngestEvent) -> Result<NewEvent, ApiError> {
         data: event.data,
         idempotency_key: event.idempotency_key,
     })
+}
+
+/// A batch that parsed but holds an event that cannot be stored (HTTP 422).
+fn unprocessable(error: ApiError) -> ApiError {
+    ApiError::Unprocessable(error.to_string())
 }
 
 #[derive(Deserialize)]

@@ -16,7 +16,7 @@ pub async fn create(
     Caller(me): Caller,
     JsonBody(request): JsonBody<sessions::CreateSession>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let session = sessions::create(&state.db, &me, request).await?;
+    let session = sessions::create_within_quotas(&state.db, &state.quotas, &me, request).await?;
     Ok((StatusCode::CREATED, Json(json!({ "session": session }))))
 }
 

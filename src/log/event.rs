@@ -102,12 +102,22 @@ impl Committed {
     }
 }
 
-/// Event types a producer may append over HTTP.
+/// The longest producer-defined type name (`x.…`), in bytes.
+pub const MAX_X_TYPE_BYTES: usize = 128;
+
+/// Event types a producer may append over HTTP: the typed ones, and `x.`
+/// followed by up to 126 letters, digits, `.`, `_`, `-`, `:` or `/`.
 pub fn is_producer_type(kind: &str) -> bool {
     matches!(
         kind,
         "output" | "progress" | "info" | "error" | "tool.call" | "tool.result"
-    ) || kind.strip_prefix("x.").is_some_and(|rest| !rest.is_empty())
+    ) || kind.strip_prefix("x.").is_some_and(|rest| {
+        !rest.is_empty()
+            && kind.len() <= MAX_X_TYPE_BYTES
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/'))
+    })
 }
 
 /// The log a subscriber or reader is told about when what it asked for was

@@ -45,7 +45,8 @@ async fn create(
 ) {
     let result = async {
         let request = parse(payload(data)?)?;
-        let session = sessions::create(&state.db, &me, request).await?;
+        let session =
+            sessions::create_within_quotas(&state.db, &state.quotas, &me, request).await?;
         Ok(json!({ "session": session }))
     };
     ack::reply(ack, result.await);

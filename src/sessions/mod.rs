@@ -7,8 +7,8 @@ pub mod messages;
 use chrono::{DateTime, Utc};
 use entity::session;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::ids::{Seq, SessionId};
+use crate::quotas::Quotas;
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -105,32 +106,81 @@ pub fn parse_id(text: &str, field: &str) -> Result<SessionId, ApiError> {
     })
 }
 
+/// A checked `session:create` request: the title and metadata to store.
+struct NewSession {
+    title: String,
+    metadata: String,
+}
+
+impl NewSession {
+    fn check(request: CreateSession) -> Result<Self, ApiError> {
+        let title = request.title.unwrap_or_default();
+        if title.chars().count() > MAX_TITLE_CHARS {
+            return Err(ApiError::TooLarge(format!(
+                "title: longer than {MAX_TITLE_CHARS} characters"
+            )));
+        }
+        crate::payload::check_text("title", &title)?;
+        let metadata = Value::Object(request.metadata.unwrap_or_default());
+        crate::payload::check_json("metadata", &metadata)?;
+        let metadata = metadata.to_string();
+        if metadata.len() > MAX_METADATA_BYTES {
+            return Err(ApiError::TooLarge(format!(
+                "metadata: larger than {MAX_METADATA_BYTES} bytes"
+            )));
+        }
+        Ok(Self { title, metadata })
+    }
+}
+
+/// Creates a session for `owner`.
 pub async fn create(
     db: &impl ConnectionTrait,
     owner: &Identity,
     request: CreateSession,
 ) -> Result<SessionView, ApiError> {
-    let title = request.title.unwrap_or_default();
-    if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(ApiError::TooLarge(format!(
-            "title: longer than {MAX_TITLE_CHARS} characters"
-        )));
+    insert(db, owner, NewSession::check(request)?).await
+}
+
+/// Creates a session for a client, within the owner's quotas: a creation
+/// rate (`rate_limited`) and a number of sessions owned (`forbidden`).
+pub async fn create_within_quotas(
+    db: &impl ConnectionTrait,
+    quotas: &Quotas,
+    owner: &Identity,
+    request: CreateSession,
+) -> Result<SessionView, ApiError> {
+    let new = NewSession::check(request)?;
+    quotas.create_session(&owner.user_id)?;
+    if let Some(max) = quotas.max_sessions {
+        let owned = session::Entity::find()
+            .filter(session::Column::Owner.eq(owner.user_id.as_str()))
+            .count(db)
+            .await?;
+        if owned >= max {
+            return Err(ApiError::Forbidden(format!(
+                "this user owns {owned} sessions, the most allowed \
+                 (SWITCHBOARD_MAX_SESSIONS_PER_USER = {max})"
+            )));
+        }
     }
-    let metadata = Value::Object(request.metadata.unwrap_or_default()).to_string();
-    if metadata.len() > MAX_METADATA_BYTES {
-        return Err(ApiError::TooLarge(format!(
-            "metadata: larger than {MAX_METADATA_BYTES} bytes"
-        )));
-    }
+    insert(db, owner, new).await
+}
+
+async fn insert(
+    db: &impl ConnectionTrait,
+    owner: &Identity,
+    new: NewSession,
+) -> Result<SessionView, ApiError> {
     let now = crate::time::now();
     let model = session::ActiveModel {
         id: Set(SessionId::generate().into_string()),
         owner: Set(owner.user_id.as_str().to_owned()),
-        title: Set(title),
+        title: Set(new.title),
         status: Set(Status::Idle.as_str().to_owned()),
         head_seq: Set(0),
         first_seq: Set(1),
-        metadata: Set(metadata),
+        metadata: Set(new.metadata),
         created_at: Set(now),
         updated_at: Set(now),
     }
