@@ -290,6 +290,10 @@ pub struct LimitSettings {
     #[arg(long, env = "SWITCHBOARD_MAX_QUEUED_RUNS", value_name = "N")]
     pub max_queued_runs: Option<usize>,
 
+    /// Runs one user may have queued across all their sessions [default: 64]
+    #[arg(long, env = "SWITCHBOARD_MAX_QUEUED_RUNS_PER_USER", value_name = "N")]
+    pub max_queued_runs_per_user: Option<usize>,
+
     /// Gateways one user may have registered at once [default: 16]
     #[arg(long, env = "SWITCHBOARD_MAX_GATEWAYS_PER_USER", value_name = "N")]
     pub max_gateways_per_user: Option<usize>,

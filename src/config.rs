@@ -168,6 +168,7 @@ struct FileConfig {
     ingest_bytes_rate: Option<String>,
     execute_rate: Option<String>,
     max_queued_runs: Option<usize>,
+    max_queued_runs_per_user: Option<usize>,
     max_gateways_per_user: Option<usize>,
     max_page_bytes: Option<usize>,
 }
@@ -561,6 +562,10 @@ fn limits_from(s: &crate::cli::LimitSettings, file: &FileConfig) -> Result<Limit
             .max_queued_runs
             .or(file.max_queued_runs)
             .unwrap_or(d.max_queued_runs),
+        max_queued_runs_per_user: s
+            .max_queued_runs_per_user
+            .or(file.max_queued_runs_per_user)
+            .unwrap_or(d.max_queued_runs_per_user),
         max_gateways_per_user: s
             .max_gateways_per_user
             .or(file.max_gateways_per_user)

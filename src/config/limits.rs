@@ -52,6 +52,8 @@ pub struct Limits {
     pub execute_rate: Option<Rate>,
     /// Runs queued behind a session's active run (`on_busy: enqueue`).
     pub max_queued_runs: usize,
+    /// Runs one user may have queued across all their sessions.
+    pub max_queued_runs_per_user: usize,
     /// Gateways one user may have registered at once.
     pub max_gateways_per_user: usize,
     /// Bytes of events or messages in one page (HTTP pages, catch-up
@@ -78,6 +80,7 @@ impl Default for Limits {
             ingest_bytes_rate: Some(Rate::per_second(32 * 1024 * 1024)),
             execute_rate: Some(Rate::per_minute(120)),
             max_queued_runs: 16,
+            max_queued_runs_per_user: 64,
             max_gateways_per_user: 16,
             max_page_bytes: 4 * 1024 * 1024,
         }

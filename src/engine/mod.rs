@@ -3,8 +3,15 @@
 //! their states) and `relay` (delivery, results, approvals).
 //!
 //! - **One run at a time per session.** A session with work has a slot: the
-//!   active run and the runs queued behind it. Its driver task executes them
-//!   in order, one after the other, and goes away with the last one.
+//!   active run and the runs queued behind it — at most
+//!   `limits.max_queued_runs` of them, and `limits.max_queued_runs_per_user`
+//!   across a user's sessions (a queued run holds its message in memory);
+//!   past either, `enqueue` answers `busy` and changes nothing. Its driver
+//!   task executes them in order, one after the other, and goes away with
+//!   the last one.
+//! - **Who may run.** Only a session's owner may execute in it (admins may
+//!   stop), at most `limits.execute_rate` requests per user; both are
+//!   checked, like the request's text, before anything is stored.
 //! - **Decisions are serialized.** `execute` and `stop` take the slot's gate
 //!   (an async mutex) for their whole decision, so two identical requests
 //!   that race find each other (idempotency by `client_msg_id`), and a stop
@@ -13,7 +20,10 @@
 //!   drops its provider stream at once and ends through its one exit path
 //!   (`run::finish`), which records the partial text, cancels open tool
 //!   calls and writes `run.finished` and the session's `idle` status in one
-//!   transaction.
+//!   transaction. The queued runs they drop end together in one write.
+//! - **Shutdown** refuses new runs, ends every session's queued runs and
+//!   interrupts the active ones, and waits for them — all of it within the
+//!   shutdown timeout; what it could not finish, the next start does.
 //! - **Tool calls.** After each provider step the run logs the calls, makes
 //!   a row for each, and waits until every row has ended — answered by a
 //!   gateway or the user, denied, timed out — logging each `tool.result`
@@ -30,68 +40,35 @@ pub mod provider;
 pub mod record;
 pub mod recovery;
 mod relay;
+mod request;
 mod run;
 mod slot;
 mod tools;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use entity::message;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Identity, UserId};
+use crate::config::Limits;
 use crate::error::ApiError;
 use crate::ids::{MessageId, RunId, SessionId};
 use crate::log::EventLog;
+use crate::rate::KeyedLimiter;
 pub use provider::Provider;
 pub use record::Reason;
 pub use relay::Answerer;
-use slot::{Entry, Slot};
+pub use request::{Accepted, Execute, MAX_CLIENT_MSG_ID_CHARS, MAX_CONTENT_BYTES, OnBusy};
+use slot::{Entry, QueuedPerUser, Slot, Ticket};
 
-/// Longest user message accepted by `agent:execute`.
-pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
-/// Longest `client_msg_id`.
-pub const MAX_CLIENT_MSG_ID_CHARS: usize = 200;
 /// How long `agent:stop` waits for the run's `run.finished` to be committed.
 const STOP_WAIT: Duration = Duration::from_secs(10);
-
-/// `agent:execute`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Execute {
-    pub session_id: String,
-    pub content: String,
-    #[serde(default)]
-    pub client_msg_id: Option<String>,
-    #[serde(default)]
-    pub on_busy: OnBusy,
-}
-
-/// What `agent:execute` does when a run is already active.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnBusy {
-    /// Stop the active run (`interrupted`), drop the queued ones, run this.
-    #[default]
-    Interrupt,
-    /// Run this after the active run and those already queued.
-    Enqueue,
-    /// Refuse with `busy`.
-    Reject,
-}
-
-/// The ack of `agent:execute`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Accepted {
-    pub run_id: RunId,
-    pub message_id: MessageId,
-}
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -129,6 +106,12 @@ struct Inner {
     registry: gateways::Registry,
     /// Runs waiting for tool calls, by run id.
     wakers: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// `agent:execute` requests per user (`limits.execute_rate`), made from
+    /// the limits of the first request: they are the server's
+    /// configuration, fixed while it runs.
+    execute_rate: OnceLock<KeyedLimiter<UserId>>,
+    /// Runs queued per user, across sessions.
+    queued: Arc<QueuedPerUser>,
 }
 
 impl Engine {
@@ -150,6 +133,8 @@ impl Engine {
                 stopping: AtomicBool::new(false),
                 registry: gateways::Registry::default(),
                 wakers: Mutex::default(),
+                execute_rate: OnceLock::new(),
+                queued: Arc::default(),
             }),
         }
     }
@@ -160,33 +145,32 @@ impl Engine {
     }
 
     /// `agent:execute`: logs the user message and starts a run, or queues
-    /// it, or refuses, per `on_busy`.
+    /// it, or refuses, per `on_busy`. Only the session's owner may, within
+    /// `limits` (the server's: the execute rate and the queues' bounds).
     #[tracing::instrument(skip_all, fields(session_id = %request.session_id))]
-    pub async fn execute(&self, caller: &Identity, request: Execute) -> Result<Accepted, ApiError> {
-        if request.content.trim().is_empty() {
-            return Err(ApiError::InvalidPayload(
-                "content: must not be empty".into(),
-            ));
-        }
-        if request.content.len() > MAX_CONTENT_BYTES {
-            return Err(ApiError::TooLarge(format!(
-                "content: {} bytes is more than the {MAX_CONTENT_BYTES} allowed",
-                request.content.len()
-            )));
-        }
-        if let Some(id) = &request.client_msg_id
-            && (id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID_CHARS)
-        {
-            return Err(ApiError::InvalidPayload(format!(
-                "client_msg_id: must be 1 to {MAX_CLIENT_MSG_ID_CHARS} characters"
-            )));
-        }
-        let (session, row) =
-            crate::sessions::resolve(&self.inner.db, caller, &request.session_id, "session_id")
-                .await?;
+    pub async fn execute(
+        &self,
+        caller: &Identity,
+        request: Execute,
+        limits: &Limits,
+    ) -> Result<Accepted, ApiError> {
+        request.check()?;
+        self.inner
+            .execute_rate
+            .get_or_init(|| KeyedLimiter::new(limits.execute_rate, "agent:execute requests"))
+            .check(&caller.user_id)?;
+        let (session, row) = crate::sessions::resolve_owned(
+            &self.inner.db,
+            caller,
+            &request.session_id,
+            "session_id",
+        )
+        .await?;
         let owner = UserId::new(row.owner);
         let slot = self.inner.slot(&session);
-        let result = self.execute_in(&slot, &session, owner, request).await;
+        let result = self
+            .execute_in(&slot, &session, owner, request, limits)
+            .await;
         self.inner.release(&session, slot);
         result
     }
@@ -197,6 +181,7 @@ impl Engine {
         session: &SessionId,
         owner: UserId,
         request: Execute,
+        limits: &Limits,
     ) -> Result<Accepted, ApiError> {
         let _gate = slot.gate.lock().await;
         if let Some(id) = &request.client_msg_id {
@@ -210,17 +195,39 @@ impl Engine {
         if self.inner.stopping.load(Ordering::SeqCst) {
             return Err(ApiError::Unavailable("the server is shutting down".into()));
         }
-        let entry = Entry::new(owner, request.content, request.client_msg_id);
-        let busy = slot.state.lock().expect("slot").active.is_some();
+        let (busy, queued) = {
+            let state = slot.state.lock().expect("slot");
+            (state.active.is_some(), state.queue.len())
+        };
         if !busy {
+            let entry = Entry::new(owner, request.content, request.client_msg_id);
             return self.start_driver(slot, session, entry).await;
         }
-        if request.on_busy == OnBusy::Reject {
-            return Err(ApiError::Busy(format!(
-                "a run is active in session {session}: stop it, or send with on_busy \
-                 `interrupt` or `enqueue`"
-            )));
+        match request.on_busy {
+            OnBusy::Reject => {
+                return Err(ApiError::Busy(format!(
+                    "a run is active in session {session}: stop it, or send with on_busy \
+                     `interrupt` or `enqueue`"
+                )));
+            }
+            // Checked under the gate: only the driver changes the queue
+            // meanwhile, and it only takes from it.
+            OnBusy::Enqueue if queued >= limits.max_queued_runs => {
+                return Err(ApiError::Busy(format!(
+                    "session {session} has {queued} runs queued behind the active one, the \
+                     most allowed ({}): wait for them, stop them, or send with on_busy \
+                     `interrupt`",
+                    limits.max_queued_runs
+                )));
+            }
+            _ => {}
         }
+        let ticket = match request.on_busy {
+            OnBusy::Enqueue => Some(self.inner.queue_ticket(&owner, limits)?),
+            _ => None,
+        };
+        let mut entry = Entry::new(owner, request.content, request.client_msg_id);
+        entry.ticket = ticket;
         record::insert_queued_run(&self.inner.db, session, &entry.run_id, &entry.message_id)
             .await?;
         let dropped = {
@@ -241,11 +248,9 @@ impl Engine {
             }
         };
         match dropped {
-            None => self.start_driver(slot, session, entry).await,
+            None => self.start_driver(slot, session, entry.started()).await,
             Some(dropped) => {
-                for queued in dropped {
-                    run::finish_unstarted(&self.inner, session, &queued, Reason::Interrupted).await;
-                }
+                run::finish_unstarted(&self.inner, session, &dropped, Reason::Interrupted).await;
                 Ok(entry.accepted())
             }
         }
@@ -307,7 +312,10 @@ impl Engine {
     }
 
     /// Finishes every active run `interrupted` and drops the queued ones,
-    /// before the server stops (PROTOCOL §1). New runs are refused.
+    /// before the server stops (PROTOCOL §1). New runs are refused. All of
+    /// it — the writes that end queued runs, waiting for the active ones —
+    /// happens within `timeout`; runs it could not finish stay in the
+    /// database as they were, and the next start finishes them.
     pub async fn shutdown(&self, timeout: Duration) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         let slots: Vec<(SessionId, Arc<Slot>)> = self
@@ -318,21 +326,29 @@ impl Engine {
             .iter()
             .map(|(id, slot)| (id.clone(), slot.clone()))
             .collect();
-        let mut waits = Vec::new();
-        for (session, slot) in slots {
-            waits.extend(
-                self.inner
-                    .end_all(&session, &slot, Reason::Interrupted)
-                    .await,
+        let inner = &self.inner;
+        let work = async {
+            // Every session at once; each waits for a decision in flight
+            // (which, once `stopping` is set, starts nothing new).
+            let ends = slots.iter().map(|(session, slot)| async move {
+                let _gate = slot.gate.lock().await;
+                inner.end_all(session, slot, Reason::Interrupted).await
+            });
+            let waits: Vec<CancellationToken> = futures_util::future::join_all(ends)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            if !waits.is_empty() {
+                tracing::info!(runs = waits.len(), "interrupting active runs");
+            }
+            futures_util::future::join_all(waits.iter().map(|w| w.cancelled())).await;
+        };
+        if tokio::time::timeout(timeout, work).await.is_err() {
+            tracing::warn!(
+                ?timeout,
+                "some runs did not finish before the shutdown timeout; the next start will"
             );
-        }
-        if waits.is_empty() {
-            return;
-        }
-        tracing::info!(runs = waits.len(), "interrupting active runs");
-        let all = futures_util::future::join_all(waits.iter().map(|w| w.cancelled()));
-        if tokio::time::timeout(timeout, all).await.is_err() {
-            tracing::warn!("some runs did not finish before the shutdown timeout");
         }
     }
 }
@@ -354,12 +370,23 @@ impl Inner {
                 state.queue.drain(..).collect::<Vec<_>>(),
             )
         };
-        for queued in dropped {
-            run::finish_unstarted(self, session, &queued, reason).await;
-        }
+        run::finish_unstarted(self, session, &dropped, reason).await;
         let active = active?;
         active.control.stop(reason);
         Some(active.control.finished)
+    }
+
+    /// Counts one more run queued by `user`, or `busy` when they have as
+    /// many queued across their sessions as `limits` allow.
+    fn queue_ticket(&self, user: &UserId, limits: &Limits) -> Result<Arc<Ticket>, ApiError> {
+        let max = limits.max_queued_runs_per_user;
+        match self.queued.take(user, max) {
+            Ok(ticket) => Ok(Arc::new(ticket)),
+            Err(held) => Err(ApiError::Busy(format!(
+                "you have {held} runs queued across your sessions, the most allowed ({max}): \
+                 wait for them, stop some, or send with on_busy `interrupt`"
+            ))),
+        }
     }
 
     fn slot(&self, session: &SessionId) -> Arc<Slot> {
@@ -407,18 +434,25 @@ impl Inner {
         }))
     }
 
-    /// Runs `first` (already started), then each queued run in turn.
+    /// Runs `first` (already started), then each queued run in turn — or,
+    /// once the server is shutting down, none: they end `interrupted`.
     async fn drive(self: Arc<Self>, slot: Arc<Slot>, session: SessionId, first: Entry) {
         let mut current = first;
         loop {
             run::run(self.clone(), &session, &current).await;
             current.control.finished.cancel();
             loop {
-                let next = {
+                let (next, dropped) = {
                     let mut state = slot.state.lock().expect("slot");
-                    state.active = state.queue.pop_front();
-                    state.active.clone()
+                    if self.stopping.load(Ordering::SeqCst) {
+                        state.active = None;
+                        (None, state.queue.drain(..).collect::<Vec<_>>())
+                    } else {
+                        state.active = state.queue.pop_front().map(Entry::started);
+                        (state.active.clone(), Vec::new())
+                    }
                 };
+                run::finish_unstarted(&self, &session, &dropped, Reason::Interrupted).await;
                 let Some(next) = next else {
                     self.release(&session, slot);
                     return;
@@ -430,8 +464,8 @@ impl Inner {
                     }
                     Err(error) => {
                         tracing::error!(%error, run_id = %next.run_id, "cannot start a queued run");
-                        run::finish_unstarted(&self, &session, &next, Reason::Error).await;
-                        next.control.finished.cancel();
+                        let failed = std::slice::from_ref(&next);
+                        run::finish_unstarted(&self, &session, failed, Reason::Error).await;
                     }
                 }
             }

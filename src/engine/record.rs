@@ -3,6 +3,12 @@
 //! [`Batch`] collects both; committing it is one append to the session's
 //! log whose [`Effect`] writes the rows, so the log, the messages table and
 //! the session never disagree, whatever fails.
+//!
+//! Runs dropped from a queue end together in one append
+//! ([`finish_unstarted`]): however many there are, one commit.
+//!
+//! Message text is made storable ([`storable`]) as its row is made: a NUL
+//! from the model or a tool's output becomes U+FFFD on every database.
 
 use entity::{message, run, session, tool_call};
 use futures_util::future::BoxFuture;
@@ -13,7 +19,7 @@ use sea_orm::{
 use serde_json::{Value, json};
 
 use crate::engine::conversation::tool_calls_value;
-use crate::engine::provider::{ToolCall, Usage};
+use crate::engine::provider::{ToolCall, Usage, storable};
 use crate::error::ApiError;
 use crate::ids::{MessageId, RunId, Seq, SessionId};
 use crate::log::{Appended, Effect, EventLog, NewEvent};
@@ -104,7 +110,7 @@ impl Batch {
     }
 
     /// A message row of this run; `seq` and `created_at` are set when it is
-    /// committed.
+    /// committed. `content` is stored with any NUL replaced ([`storable`]).
     pub fn message_row(
         &self,
         id: &MessageId,
@@ -117,7 +123,7 @@ impl Batch {
             session_id: Set(self.record.session.as_str().to_owned()),
             run_id: Set(Some(self.run_id.as_str().to_owned())),
             role: Set(role.to_owned()),
-            content: Set(content),
+            content: Set(storable(content)),
             tool_calls: Set(None),
             tool_call_id: Set(None),
             status: Set(status.to_owned()),
@@ -220,6 +226,65 @@ pub async fn insert_queued_run(
     .exec_without_returning(db)
     .await?;
     Ok(())
+}
+
+/// Ends runs that never started (dropped from a queue) with `reason`, in
+/// one append: a `run.finished` each and, in the same transaction, their
+/// rows.
+pub async fn finish_unstarted(
+    log: &EventLog,
+    session: &SessionId,
+    runs: &[RunId],
+    reason: Reason,
+) -> Result<Appended, ApiError> {
+    let events = runs
+        .iter()
+        .map(|id| {
+            NewEvent::new(
+                "run.finished",
+                Some(id),
+                json!({ "run_id": id, "reason": reason.as_str() }),
+            )
+        })
+        .collect();
+    let effect = Unstarted {
+        runs: runs.to_vec(),
+        reason,
+    };
+    log.append_with(session, events, Some(Box::new(effect)))
+        .await
+}
+
+/// The rows of runs ended before they started.
+struct Unstarted {
+    runs: Vec<RunId>,
+    reason: Reason,
+}
+
+/// Run ids per `UPDATE … WHERE id IN (…)`, well inside every database's
+/// limit on bound parameters.
+const IDS_PER_UPDATE: usize = 500;
+
+impl Effect for Unstarted {
+    fn apply<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        _seqs: &'a [Seq],
+    ) -> BoxFuture<'a, Result<(), DbErr>> {
+        Box::pin(async move {
+            let now = crate::time::now();
+            for ids in self.runs.chunks(IDS_PER_UPDATE) {
+                run::Entity::update_many()
+                    .col_expr(run::Column::Status, Expr::value(RUN_FINISHED))
+                    .col_expr(run::Column::Reason, Expr::value(self.reason.as_str()))
+                    .col_expr(run::Column::FinishedAt, Expr::value(now))
+                    .filter(run::Column::Id.is_in(ids.iter().map(RunId::as_str)))
+                    .exec(txn)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 impl Effect for Record {

@@ -4,15 +4,16 @@
 //! log, as a live run would have been: the partial assistant text, rebuilt
 //! from its logged `text.delta`s, becomes an `incomplete` message; tool calls
 //! without a logged result get the one their row holds if they were answered
-//! just before, else `cancelled`; the session goes back to `idle`.
+//! just before, else `cancelled`; the session goes back to `idle`. A
+//! session's queued runs, which never started, end together in one write.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use entity::{event, message, run};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{Value, json};
 
-use super::record::{Batch, RUN_QUEUED, RUN_RUNNING, Reason};
+use super::record::{self, Batch, RUN_QUEUED, RUN_RUNNING, Reason};
 use super::{calls, tools};
 use crate::error::ApiError;
 use crate::ids::{MessageId, RunId, SessionId};
@@ -27,23 +28,35 @@ pub async fn recover(db: &DatabaseConnection, log: &EventLog) -> Result<usize, A
         .all(db)
         .await?;
     let count = runs.len();
+    let mut queued: BTreeMap<String, Vec<RunId>> = BTreeMap::new();
     for row in runs {
+        if row.status == RUN_QUEUED {
+            queued
+                .entry(row.session_id)
+                .or_default()
+                .push(RunId::from_db(row.id));
+            continue;
+        }
         let session = SessionId::from_db(row.session_id.clone());
         let run_id = RunId::from_db(row.id.clone());
         let mut batch = Batch::new(&session, &run_id);
-        if row.status == RUN_RUNNING {
-            account_for(db, &mut batch, &session, &run_id).await?;
-        }
+        account_for(db, &mut batch, &session, &run_id).await?;
         batch.event(
             "run.finished",
             json!({ "run_id": run_id, "reason": Reason::Interrupted.as_str() }),
         );
         batch.finish_run(Reason::Interrupted, None);
-        if row.status == RUN_RUNNING {
-            batch.status(Status::Idle);
-        }
+        batch.status(Status::Idle);
         batch.commit(log).await?;
         tracing::info!(session_id = %session, %run_id, "finished a run left active by the last process");
+    }
+    for (session, runs) in queued {
+        let session = SessionId::from_db(session);
+        record::finish_unstarted(log, &session, &runs, Reason::Interrupted).await?;
+        tracing::info!(
+            session_id = %session, runs = runs.len(),
+            "finished the queued runs the last process left"
+        );
     }
     Ok(count)
 }

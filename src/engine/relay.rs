@@ -1,6 +1,12 @@
 //! The tool relay (PROTOCOL §4.5): gateways register and go, calls are
 //! delivered to them (again after a reconnect: at least once), and results,
 //! approvals and the user's answers move a call's row and wake its run.
+//!
+//! Only the owner acts on a call: a gateway answers the calls of its own
+//! user; approvals, denials and answers on `/agent` need the session's
+//! owner ([`crate::sessions::load_owned`]: not an admin, who could
+//! otherwise run commands on the owner's machine). Every refusal —
+//! forbidden, not found, malformed, too large, too deep — changes nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +21,7 @@ use super::gateways::{Gateway, Register, Target};
 use super::{Engine, Inner};
 use crate::auth::{Identity, UserId};
 use crate::error::ApiError;
+use crate::payload::{check_json, check_text};
 
 /// How long a gateway has to acknowledge a `tool:call` before it is logged
 /// as unacknowledged (the call stays `sent`; the tool timeout still runs).
@@ -74,11 +81,13 @@ impl Engine {
         output: &Value,
         is_error: bool,
     ) -> Result<(), ApiError> {
+        check_text("call_id", call_id)?;
         if output.is_null() {
             return Err(ApiError::InvalidPayload(
                 "output: must not be null (send a string or any JSON value)".into(),
             ));
         }
+        check_json("output", output)?;
         let size = output.to_string().len();
         if size > calls::MAX_OUTPUT_BYTES {
             return Err(ApiError::TooLarge(format!(
@@ -128,17 +137,20 @@ impl Engine {
         caller: &Identity,
         request: Approval,
     ) -> Result<(), ApiError> {
-        if let Some(reason) = &request.reason
-            && reason.chars().count() > calls::MAX_REASON_CHARS
-        {
-            return Err(ApiError::TooLarge(format!(
-                "reason: longer than {} characters",
-                calls::MAX_REASON_CHARS
-            )));
+        check_text("call_id", &request.call_id)?;
+        if let Some(reason) = &request.reason {
+            if reason.chars().count() > calls::MAX_REASON_CHARS {
+                return Err(ApiError::TooLarge(format!(
+                    "reason: longer than {} characters",
+                    calls::MAX_REASON_CHARS
+                )));
+            }
+            check_text("reason", reason)?;
         }
         let session_id = request.session_id.as_str();
         let (session, _) =
-            crate::sessions::resolve(&self.inner.db, caller, session_id, "session_id").await?;
+            crate::sessions::resolve_owned(&self.inner.db, caller, session_id, "session_id")
+                .await?;
         let row = calls::find(&self.inner.db, &request.call_id)
             .await?
             .filter(|row| row.session_id == session.as_str())
@@ -179,18 +191,28 @@ impl Engine {
 }
 
 impl Inner {
-    /// The call a `tool:result` names, if the caller may answer it.
+    /// The call a `tool:result` names, if the caller may answer it: on
+    /// `/agent`, a call of a session the caller owns (checked first, so
+    /// that nobody else learns which calls it has).
     async fn call_for(
         &self,
         caller: &Identity,
         call_id: &str,
         from: &Answerer<'_>,
     ) -> Result<tool_call::Model, ApiError> {
-        let row = calls::find(&self.db, call_id).await?;
-        let row = match (row, from) {
-            (Some(row), Answerer::User { session_id }) if row.session_id != *session_id => None,
-            (row, _) => row,
+        let session = match from {
+            Answerer::User { session_id } => Some(
+                crate::sessions::resolve_owned(&self.db, caller, session_id, "session_id")
+                    .await?
+                    .0,
+            ),
+            Answerer::Gateway => None,
         };
+        let row = calls::find(&self.db, call_id).await?.filter(|row| {
+            session
+                .as_ref()
+                .is_none_or(|s| row.session_id == s.as_str())
+        });
         let Some(row) = row else {
             return Err(ApiError::NotFound(match from {
                 Answerer::User { session_id } => {

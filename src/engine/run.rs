@@ -16,7 +16,7 @@ use super::calls::{self, Outcome};
 use super::conversation::{self, arguments_value};
 use super::gateways::{Offer, Target, Tool};
 use super::provider::{ChatRequest, ProviderError, ProviderEvent, ToolCall, Usage};
-use super::record::{Batch, Reason};
+use super::record::{self, Batch, Reason};
 use super::{Entry, Inner, tools};
 use crate::auth::UserId;
 use crate::error::ApiError;
@@ -134,25 +134,30 @@ pub(super) async fn start(
     Ok(())
 }
 
-/// Ends a run that never started (dropped from the queue).
+/// Ends runs that never started (dropped from the queue) with `reason`, all
+/// in one write. If that fails, their rows stay `queued` and the next start
+/// finishes them ([`super::recovery`]).
 pub(super) async fn finish_unstarted(
     inner: &Inner,
     session: &SessionId,
-    entry: &Entry,
+    entries: &[Entry],
     reason: Reason,
 ) {
-    let mut batch = Batch::new(session, &entry.run_id);
-    batch.event(
-        "run.finished",
-        json!({ "run_id": entry.run_id, "reason": reason.as_str() }),
-    );
-    batch.finish_run(reason, None);
-    match batch.commit(&inner.log).await {
-        Ok(_) => metrics::counter!(crate::metrics::RUNS_FINISHED, "reason" => reason.as_str())
-            .increment(1),
-        Err(error) => tracing::error!(%error, run_id = %entry.run_id, "cannot finish a queued run"),
+    if entries.is_empty() {
+        return;
     }
-    entry.control.finished.cancel();
+    let runs: Vec<RunId> = entries.iter().map(|e| e.run_id.clone()).collect();
+    match record::finish_unstarted(&inner.log, session, &runs, reason).await {
+        Ok(_) => metrics::counter!(crate::metrics::RUNS_FINISHED, "reason" => reason.as_str())
+            .increment(runs.len() as u64),
+        Err(error) => tracing::error!(
+            %error, session_id = %session, runs = runs.len(),
+            "cannot finish queued runs; the next start will"
+        ),
+    }
+    for entry in entries {
+        entry.control.finished.cancel();
+    }
 }
 
 /// Runs a started run to its end, sending heartbeats while it is silent.
@@ -250,7 +255,11 @@ async fn steps(turn: Turn) -> Result<End, RunError> {
         };
         let message_id = MessageId::generate();
         turn.progress().message = Some((message_id.clone(), String::new()));
-        let mut stream = turn.inner.provider.stream(request);
+        let mut stream = turn
+            .inner
+            .provider
+            .stream(request)
+            .map(|item| item.map(ProviderEvent::storable));
         let mut calls = Vec::new();
         let mut deltas = Deltas::default();
         loop {

@@ -1,7 +1,12 @@
 //! A session's runs in memory: the active one and those queued behind it,
 //! each with the [`Control`] that stops it and tells when it has ended.
+//!
+//! A queued run holds its message in memory until it starts, so queued runs
+//! are counted per user across sessions ([`QueuedPerUser`]): an enqueued
+//! entry carries a [`Ticket`], given back when it leaves the queue —
+//! started ([`Entry::started`]) or dropped.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -43,6 +48,8 @@ pub(super) struct Entry {
     pub(super) content: Arc<str>,
     pub(super) client_msg_id: Option<String>,
     pub(super) control: Control,
+    /// Set while the entry waits in a queue (`on_busy: enqueue`).
+    pub(super) ticket: Option<Arc<Ticket>>,
 }
 
 impl Entry {
@@ -54,7 +61,14 @@ impl Entry {
             content: content.into(),
             client_msg_id,
             control: Control::default(),
+            ticket: None,
         }
+    }
+
+    /// The entry as it leaves the queue to run: no longer counted queued.
+    pub(super) fn started(mut self) -> Self {
+        self.ticket = None;
+        self
     }
 
     pub(super) fn accepted(&self) -> Accepted {
@@ -83,5 +97,67 @@ impl Control {
 
     pub(super) fn reason(&self) -> Option<Reason> {
         *self.reason.lock().expect("reason")
+    }
+}
+
+/// How many runs each user has queued, across sessions.
+#[derive(Default)]
+pub(super) struct QueuedPerUser(Mutex<HashMap<UserId, usize>>);
+
+impl QueuedPerUser {
+    /// Counts one more queued run of `user`; `Err` with how many they have
+    /// when that is `max` already.
+    pub(super) fn take(self: &Arc<Self>, user: &UserId, max: usize) -> Result<Ticket, usize> {
+        let mut counts = self.0.lock().expect("queued per user");
+        let count = counts.entry(user.clone()).or_default();
+        if *count >= max {
+            let held = *count;
+            if held == 0 {
+                counts.remove(user);
+            }
+            return Err(held);
+        }
+        *count += 1;
+        Ok(Ticket {
+            user: user.clone(),
+            counts: self.clone(),
+        })
+    }
+}
+
+/// One queued run counted for its user; dropping it uncounts the run.
+pub(super) struct Ticket {
+    user: UserId,
+    counts: Arc<QueuedPerUser>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().expect("queued per user");
+        if let Some(count) = counts.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_gets_tickets_up_to_the_bound_and_each_comes_back_when_dropped() {
+        let counts = Arc::new(QueuedPerUser::default());
+        let alice = UserId::new("alice");
+        let first = counts.take(&alice, 2).unwrap();
+        let _second = counts.take(&alice, 2).unwrap();
+        assert_eq!(counts.take(&alice, 2).err(), Some(2));
+        assert!(counts.take(&UserId::new("bob"), 2).is_ok());
+        drop(first);
+        let _third = counts.take(&alice, 2).unwrap();
+        assert_eq!(counts.take(&UserId::new("carol"), 0).err(), Some(0));
+        assert!(!counts.0.lock().unwrap().contains_key(&UserId::new("carol")));
     }
 }

@@ -24,7 +24,10 @@ async fn execute(
 ) {
     let result = async {
         let request: Execute = parse(payload(data)?)?;
-        state.engine.execute(&me, request).await
+        state
+            .engine
+            .execute(&me, request, &state.config.limits)
+            .await
     };
     ack::reply(ack, result.await);
 }

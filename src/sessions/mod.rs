@@ -1,6 +1,10 @@
 //! Sessions: creation, listing, and the ownership rule — a user sees and
-//! acts on their own sessions only (role `admin`: every session). Every
-//! lookup on behalf of a client goes through [`load_for`].
+//! acts on their own sessions only. Role `admin` may read, subscribe to and
+//! stop every session ([`load_for`]), but what acts through the owner's
+//! machine — executing, approving or denying tool calls, answering
+//! questions — is the owner's alone ([`load_owned`]), admin or not
+//! (PROTOCOL §3). Every lookup on behalf of a client goes through one of
+//! the two.
 
 pub mod messages;
 
@@ -234,12 +238,51 @@ pub async fn load_for(
     caller: &Identity,
     id: &SessionId,
 ) -> Result<session::Model, ApiError> {
-    let session = session::Entity::find_by_id(id.as_str())
-        .one(db)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
+    let session = find(db, id).await?;
     if session.owner != caller.user_id.as_str() && !caller.is_admin() {
         return Err(ApiError::forbidden());
     }
     Ok(session)
+}
+
+/// Like [`resolve`], for what only the owner may do ([`load_owned`]).
+pub async fn resolve_owned(
+    db: &impl ConnectionTrait,
+    caller: &Identity,
+    raw_id: &str,
+    field: &str,
+) -> Result<(SessionId, session::Model), ApiError> {
+    let id = parse_id(raw_id, field)?;
+    let session = load_owned(db, caller, &id).await?;
+    Ok((id, session))
+}
+
+/// Loads a session for what only its owner may do — execute, approve or
+/// deny a tool call, answer a question: `forbidden` for everyone else,
+/// admins included, with none of the session's data.
+pub async fn load_owned(
+    db: &impl ConnectionTrait,
+    caller: &Identity,
+    id: &SessionId,
+) -> Result<session::Model, ApiError> {
+    let session = find(db, id).await?;
+    if session.owner != caller.user_id.as_str() {
+        return Err(if caller.is_admin() {
+            ApiError::Forbidden(
+                "only the session's owner may run, approve or answer in it \
+                 (an admin may read, subscribe and stop)"
+                    .into(),
+            )
+        } else {
+            ApiError::forbidden()
+        });
+    }
+    Ok(session)
+}
+
+async fn find(db: &impl ConnectionTrait, id: &SessionId) -> Result<session::Model, ApiError> {
+    session::Entity::find_by_id(id.as_str())
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))
 }

@@ -8,6 +8,7 @@ mod helpers;
 mod http;
 mod ingest;
 mod limits_input;
+mod limits_runs;
 mod log;
 mod log_commits;
 mod mock_llm;

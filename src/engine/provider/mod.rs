@@ -9,6 +9,11 @@
 //! A stream yields text deltas as they arrive, then each tool call the model
 //! made (fully assembled), then exactly one [`ProviderEvent::Finished`] —
 //! or an error, after which it yields nothing more.
+//!
+//! What a model says cannot be refused, but it must be storable: a run
+//! passes every event through [`ProviderEvent::storable`], which replaces
+//! U+0000 (which PostgreSQL cannot keep in a text column) by U+FFFD, so the
+//! same model output gives the same events and rows on every database.
 
 pub mod assemble;
 pub mod openai;
@@ -126,6 +131,33 @@ pub enum ProviderEvent {
     },
 }
 
+impl ProviderEvent {
+    /// The event with its text made storable ([`storable`]): deltas, and a
+    /// tool call's id, name and arguments.
+    pub fn storable(self) -> Self {
+        match self {
+            ProviderEvent::TextDelta(text) => ProviderEvent::TextDelta(storable(text)),
+            ProviderEvent::ToolCall(call) => ProviderEvent::ToolCall(ToolCall {
+                id: storable(call.id),
+                name: storable(call.name),
+                arguments: storable(call.arguments),
+            }),
+            finished @ ProviderEvent::Finished { .. } => finished,
+        }
+    }
+}
+
+/// `text` with every U+0000 replaced by U+FFFD (the replacement character),
+/// so that it can be stored in a text column of any database. Text without
+/// a NUL is returned as it is, without a copy.
+pub fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
     #[error("cannot reach the provider: {0}")]
@@ -149,4 +181,29 @@ pub type ProviderStream = BoxStream<'static, Result<ProviderEvent, ProviderError
 pub trait Provider: Send + Sync {
     /// Starts one completion. Dropping the stream cancels it.
     fn stream(&self, request: ChatRequest) -> ProviderStream;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_in_model_text_becomes_the_replacement_character() {
+        assert_eq!(storable("a\0b\0".into()), "a\u{FFFD}b\u{FFFD}");
+        assert_eq!(storable("plain".into()), "plain");
+        let call = ProviderEvent::ToolCall(ToolCall {
+            id: "call_\0".into(),
+            name: "read\0file".into(),
+            arguments: "{\"path\":\"a\0\"}".into(),
+        })
+        .storable();
+        assert_eq!(
+            call,
+            ProviderEvent::ToolCall(ToolCall {
+                id: "call_\u{FFFD}".into(),
+                name: "read\u{FFFD}file".into(),
+                arguments: "{\"path\":\"a\u{FFFD}\"}".into(),
+            })
+        );
+    }
 }
