@@ -99,6 +99,7 @@ impl Application {
                 max_steps: config.llm.max_steps,
                 heartbeat: HEARTBEAT,
                 tool_timeout: config.tool_timeout,
+                limits: config.limits.clone(),
             },
             tasks.clone(),
         );

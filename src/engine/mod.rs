@@ -47,7 +47,7 @@ mod tools;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use entity::message;
@@ -79,6 +79,8 @@ pub struct Settings {
     pub heartbeat: Duration,
     /// How long a tool call may wait for a gateway's result.
     pub tool_timeout: Duration,
+    /// The server's limits (the execute rate, the queues' bounds).
+    pub limits: Limits,
 }
 
 impl Settings {
@@ -106,10 +108,8 @@ struct Inner {
     registry: gateways::Registry,
     /// Runs waiting for tool calls, by run id.
     wakers: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
-    /// `agent:execute` requests per user (`limits.execute_rate`), made from
-    /// the limits of the first request: they are the server's
-    /// configuration, fixed while it runs.
-    execute_rate: OnceLock<KeyedLimiter<UserId>>,
+    /// `agent:execute` requests per user (`limits.execute_rate`).
+    execute_rate: KeyedLimiter<UserId>,
     /// Runs queued per user, across sessions.
     queued: Arc<QueuedPerUser>,
 }
@@ -122,6 +122,8 @@ impl Engine {
         settings: Settings,
         tasks: TaskTracker,
     ) -> Self {
+        let execute_rate =
+            KeyedLimiter::new(settings.limits.execute_rate, "agent:execute requests");
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -133,7 +135,7 @@ impl Engine {
                 stopping: AtomicBool::new(false),
                 registry: gateways::Registry::default(),
                 wakers: Mutex::default(),
-                execute_rate: OnceLock::new(),
+                execute_rate,
                 queued: Arc::default(),
             }),
         }
@@ -146,19 +148,11 @@ impl Engine {
 
     /// `agent:execute`: logs the user message and starts a run, or queues
     /// it, or refuses, per `on_busy`. Only the session's owner may, within
-    /// `limits` (the server's: the execute rate and the queues' bounds).
+    /// the execute rate and the queues' bounds.
     #[tracing::instrument(skip_all, fields(session_id = %request.session_id))]
-    pub async fn execute(
-        &self,
-        caller: &Identity,
-        request: Execute,
-        limits: &Limits,
-    ) -> Result<Accepted, ApiError> {
+    pub async fn execute(&self, caller: &Identity, request: Execute) -> Result<Accepted, ApiError> {
         request.check()?;
-        self.inner
-            .execute_rate
-            .get_or_init(|| KeyedLimiter::new(limits.execute_rate, "agent:execute requests"))
-            .check(&caller.user_id)?;
+        self.inner.execute_rate.check(&caller.user_id)?;
         let (session, row) = crate::sessions::resolve_owned(
             &self.inner.db,
             caller,
@@ -168,9 +162,7 @@ impl Engine {
         .await?;
         let owner = UserId::new(row.owner);
         let slot = self.inner.slot(&session);
-        let result = self
-            .execute_in(&slot, &session, owner, request, limits)
-            .await;
+        let result = self.execute_in(&slot, &session, owner, request).await;
         self.inner.release(&session, slot);
         result
     }
@@ -181,8 +173,8 @@ impl Engine {
         session: &SessionId,
         owner: UserId,
         request: Execute,
-        limits: &Limits,
     ) -> Result<Accepted, ApiError> {
+        let limits = &self.inner.settings.limits;
         let _gate = slot.gate.lock().await;
         if let Some(id) = &request.client_msg_id {
             if let Some(found) = slot.state.lock().expect("slot").find(id) {
@@ -223,7 +215,7 @@ impl Engine {
             _ => {}
         }
         let ticket = match request.on_busy {
-            OnBusy::Enqueue => Some(self.inner.queue_ticket(&owner, limits)?),
+            OnBusy::Enqueue => Some(self.inner.queue_ticket(&owner)?),
             _ => None,
         };
         let mut entry = Entry::new(owner, request.content, request.client_msg_id);
@@ -377,9 +369,9 @@ impl Inner {
     }
 
     /// Counts one more run queued by `user`, or `busy` when they have as
-    /// many queued across their sessions as `limits` allow.
-    fn queue_ticket(&self, user: &UserId, limits: &Limits) -> Result<Arc<Ticket>, ApiError> {
-        let max = limits.max_queued_runs_per_user;
+    /// many queued across their sessions as the limits allow.
+    fn queue_ticket(&self, user: &UserId) -> Result<Arc<Ticket>, ApiError> {
+        let max = self.settings.limits.max_queued_runs_per_user;
         match self.queued.take(user, max) {
             Ok(ticket) => Ok(Arc::new(ticket)),
             Err(held) => Err(ApiError::Busy(format!(

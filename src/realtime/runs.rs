@@ -24,10 +24,7 @@ async fn execute(
 ) {
     let result = async {
         let request: Execute = parse(payload(data)?)?;
-        state
-            .engine
-            .execute(&me, request, &state.config.limits)
-            .await
+        state.engine.execute(&me, request).await
     };
     ack::reply(ack, result.await);
 }
