@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use axum::serve::ListenerExt;
-use socketioxide::SocketIo;
+use socketioxide::{ParserConfig, SocketIo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -122,8 +122,17 @@ impl Application {
             tasks,
             shutdown,
         };
+        // One limit for a Socket.IO message on every transport: a polling
+        // request body, a WebSocket message or frame, and the binary
+        // attachments of one packet. Past it the connection is closed.
+        let max_message = state.config.max_message_bytes;
+        let max_message_usize = usize::try_from(max_message).unwrap_or(usize::MAX);
         let (socketio_layer, io) = SocketIo::builder()
-            .max_payload(state.config.max_message_bytes)
+            .max_payload(max_message)
+            .ws_max_message_size(max_message_usize)
+            .ws_max_frame_size(max_message_usize)
+            .with_parser(ParserConfig::common().max_incoming_binary_buf_size(max_message_usize))
+            .connect_timeout(state.config.limits.connect_timeout)
             .max_buffer_size(SOCKET_BUFFER_PACKETS)
             .with_state(state.clone())
             .build_layer();
