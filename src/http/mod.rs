@@ -1,12 +1,14 @@
 //! The HTTP side: routes, and the layers around them and around Socket.IO.
 
 pub mod client;
+pub mod connection;
 pub mod console;
 pub mod events;
 pub mod extract;
 pub mod handshake;
 pub mod health;
 pub mod hosts;
+pub mod listener;
 pub mod origin;
 pub mod sessions;
 pub mod throttle;
