@@ -49,10 +49,12 @@ pub struct Timeouts {
 /// Serves `tcp` until the client closes it, a timeout closes it, or after
 /// `stop` once its in-flight request is answered (hyper's graceful
 /// shutdown). An upgraded connection is handed over to its upgrade (the
-/// WebSocket transport) and this returns.
+/// WebSocket transport) and this returns. `guard` is dropped with the socket
+/// (for an upgraded connection, when the WebSocket closes).
 pub async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
+    guard: Box<dyn Send + Sync>,
     router: Router,
     timeouts: Timeouts,
     stop: CancellationToken,
@@ -61,6 +63,7 @@ pub async fn serve_connection(
     let io = TokioIo::new(Watched {
         inner: tcp,
         waits: waits.clone(),
+        _guard: guard,
     });
     let service = {
         let waits = waits.clone();
@@ -162,6 +165,7 @@ impl Waits {
 struct Watched {
     inner: TcpStream,
     waits: Arc<Waits>,
+    _guard: Box<dyn Send + Sync>,
 }
 
 impl Watched {

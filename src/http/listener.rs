@@ -7,8 +7,8 @@
 //! connection past a cap is answered at once, without reading its request,
 //! with `503` `unavailable` and `Retry-After: 1`, and closed; a WARN line
 //! says which cap was hit, at most once per 10 s per cap. A permit is given
-//! back when its connection closes (a WebSocket holds it until the socket
-//! is closed).
+//! back when its socket closes: an upgraded connection (a WebSocket) holds
+//! it until the WebSocket is closed.
 //!
 //! At start the soft open-file limit is raised to the hard one, and the
 //! total cap lowered (with a log line) to leave [`reserve`] descriptors for
@@ -108,10 +108,14 @@ impl Listener {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
             let (router, timeouts, stop) = (router.clone(), self.timeouts, stop.clone());
-            connections.spawn(async move {
-                serve_connection(tcp, peer, router, timeouts, stop).await;
-                drop(permit);
-            });
+            connections.spawn(serve_connection(
+                tcp,
+                peer,
+                Box::new(permit),
+                router,
+                timeouts,
+                stop,
+            ));
         }
         drop(self.tcp);
         connections.close();

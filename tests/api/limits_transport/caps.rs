@@ -79,6 +79,29 @@ async fn connections_past_the_per_address_cap_are_refused_until_idle_ones_are_re
     );
 }
 
+#[tokio::test]
+async fn a_websocket_holds_its_place_under_the_cap_until_it_closes() {
+    let server = ServerBuilder::with_auth()
+        .env("SWITCHBOARD_MAX_CONNECTIONS_PER_IP", "2")
+        .spawn()
+        .await;
+    let addr = server.addr();
+    let mut first = signed_in_websocket(addr, "tok-alice").await;
+    let _second = signed_in_websocket(addr, "tok-bob").await;
+    refused(addr, "127.0.0.1").await;
+
+    // Once the server has closed the first one's socket, its place is free.
+    let _ = first.close(None).await;
+    while let Some(Ok(_)) = first.next().await {}
+    let mut buf = [0u8; 1024];
+    let socket_closed =
+        async { while matches!(first.get_mut().read(&mut buf).await, Ok(n) if n > 0) {} };
+    tokio::time::timeout(CLOSE_WAIT, socket_closed)
+        .await
+        .expect("the server closes the socket");
+    assert_eq!(healthz_from(addr, "127.0.0.1").await, Some(200));
+}
+
 /// `switchboard serve` with soft and hard open-file limits of `limit`:
 /// (the process, its address, its log lines).
 async fn spawn_with_file_limit(
