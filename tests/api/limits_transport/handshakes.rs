@@ -34,8 +34,8 @@ async fn handshake(client: &reqwest::Client, server: &TestServer) -> (StatusCode
 #[tokio::test]
 async fn handshakes_past_the_per_address_rate_get_429_while_another_address_gets_the_total() {
     let server = ServerBuilder::with_auth()
-        .env("SWITCHBOARD_HANDSHAKE_RATE", "20/min")
-        .env("SWITCHBOARD_HANDSHAKE_RATE_TOTAL", "30/min")
+        .env("SWITCHBOARD_HANDSHAKE_RATE", "20/h")
+        .env("SWITCHBOARD_HANDSHAKE_RATE_TOTAL", "30/h")
         .spawn()
         .await;
     let one = client_from("127.0.0.1");
@@ -53,7 +53,7 @@ async fn handshakes_past_the_per_address_rate_get_429_while_another_address_gets
         .parse()
         .unwrap();
     assert!(
-        (1..=60).contains(&retry_after),
+        (1..=180).contains(&retry_after),
         "Retry-After: {retry_after}"
     );
     let body: Value = refused.json().await.unwrap();
@@ -97,7 +97,7 @@ async fn handshakes_past_the_per_address_rate_get_429_while_another_address_gets
 #[tokio::test]
 async fn a_flood_of_handshakes_from_one_address_leaves_memory_bounded() {
     let server = ServerBuilder::with_auth()
-        .env("SWITCHBOARD_HANDSHAKE_RATE", "100/min")
+        .env("SWITCHBOARD_HANDSHAKE_RATE", "100/h")
         .spawn()
         .await;
     let before = server.peak_rss_kib();
@@ -128,7 +128,7 @@ async fn a_flood_of_handshakes_from_one_address_leaves_memory_bounded() {
         "10,000 handshakes: {opened} opened, {refused} refused, peak RSS +{:.1} MiB",
         mib(grew)
     );
-    assert!(opened < 200, "{opened} sessions opened");
+    assert!(opened <= 110, "{opened} sessions opened");
     assert!(
         mib(grew) < 24.0,
         "peak RSS grew by {:.0} MiB for a handshake flood",

@@ -59,7 +59,7 @@ async fn x_forwarded_for_is_ignored_from_an_untrusted_peer() {
 async fn a_trusted_proxy_names_the_client_that_the_limits_count_by() {
     let server = ServerBuilder::with_auth()
         .env("SWITCHBOARD_SOCKET_TOKEN_RATE", "2")
-        .env("SWITCHBOARD_HANDSHAKE_RATE", "2/min")
+        .env("SWITCHBOARD_HANDSHAKE_RATE", "2/h")
         .env("SWITCHBOARD_TRUSTED_PROXIES", "127.0.0.1")
         .spawn()
         .await;
