@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::serve::ListenerExt;
-use socketioxide::SocketIo;
+use socketioxide::{ParserConfig, SocketIo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,6 +24,7 @@ use crate::engine::Engine;
 use crate::engine::provider::Provider;
 use crate::engine::provider::openai::OpenAi;
 use crate::engine::provider::scripted::Scripted;
+use crate::http::listener::Listener;
 use crate::http::origin::OriginPolicy;
 use crate::log::EventLog;
 use crate::state::AppState;
@@ -38,7 +38,7 @@ const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 const LLM_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Application {
-    listener: TcpListener,
+    listener: Listener,
     router: Router,
     io: SocketIo,
     state: AppState,
@@ -124,8 +124,17 @@ impl Application {
             tasks,
             shutdown,
         };
+        // One limit for a Socket.IO message on every transport: a polling
+        // request body, a WebSocket message or frame, and the binary
+        // attachments of one packet. Past it the connection is closed.
+        let max_message = state.config.max_message_bytes;
+        let max_message_usize = usize::try_from(max_message).unwrap_or(usize::MAX);
         let (socketio_layer, io) = SocketIo::builder()
-            .max_payload(state.config.max_message_bytes)
+            .max_payload(max_message)
+            .ws_max_message_size(max_message_usize)
+            .ws_max_frame_size(max_message_usize)
+            .with_parser(ParserConfig::common().max_incoming_binary_buf_size(max_message_usize))
+            .connect_timeout(state.config.limits.connect_timeout)
             .max_buffer_size(SOCKET_BUFFER_PACKETS)
             .with_state(state.clone())
             .build_layer();
@@ -135,6 +144,7 @@ impl Application {
         let listener = TcpListener::bind(state.config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", state.config.bind))?;
+        let listener = Listener::new(listener, &state.config.limits);
         Ok(Self {
             listener,
             router,
@@ -165,22 +175,12 @@ impl Application {
         tracing::info!(%addr, "listening");
 
         let stop_accepting = CancellationToken::new();
-        // Events are small frames written as they happen: never hold one
-        // back waiting for the peer's ACK of the previous one (Nagle).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-        let mut server = std::pin::pin!(server.into_future());
+        let server = listener.serve(router, stop_accepting.clone());
+        let mut server = std::pin::pin!(server);
 
         tokio::select! {
-            result = &mut server => result.context("the HTTP server failed")?,
+            // It only returns once told to stop, which happens below.
+            () = &mut server => anyhow::bail!("the HTTP server stopped by itself"),
             () = shutdown => {
                 tracing::info!("shutting down: no new connections");
                 stop_accepting.cancel();
@@ -189,12 +189,14 @@ impl Application {
                 tokio::task::yield_now().await;
                 io.close().await;
                 tracing::info!("all Socket.IO connections closed");
-                match tokio::time::timeout(state.config.shutdown_timeout, &mut server).await {
-                    Ok(result) => result.context("the HTTP server failed")?,
-                    Err(_) => tracing::warn!(
+                if tokio::time::timeout(state.config.shutdown_timeout, &mut server)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
                         timeout = ?state.config.shutdown_timeout,
                         "requests still in flight at the shutdown timeout were dropped"
-                    ),
+                    );
                 }
             }
         }

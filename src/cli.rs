@@ -234,8 +234,8 @@ pub struct LimitSettings {
     #[arg(long, env = "SWITCHBOARD_HEADER_TIMEOUT", value_parser = humantime::parse_duration)]
     pub header_timeout: Option<std::time::Duration>,
 
-    /// An HTTP connection with nothing read or written for this long is
-    /// closed [default: 60s]
+    /// An HTTP connection whose client stalls this long (a request body
+    /// that stops coming, a response nobody reads) is closed [default: 60s]
     #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub idle_timeout: Option<std::time::Duration>,
 

@@ -401,17 +401,12 @@ impl Config {
                 "must be more than 0",
             ));
         }
-        // Long-polls are held up to the Engine.IO ping interval (25 s), and
-        // idle SSE streams write a comment every `sse_keep_alive`.
-        let quiet = self.sse_keep_alive.max(Duration::from_secs(25));
-        if l.idle_timeout <= quiet {
+        // Only time spent waiting for the client counts towards it (see
+        // `http::connection`): long-polls and quiet SSE streams never do.
+        if l.idle_timeout.is_zero() {
             return Err(ConfigError::invalid(
                 "SWITCHBOARD_IDLE_TIMEOUT",
-                format!(
-                    "must be longer than {} (the Engine.IO ping interval and \
-                     SWITCHBOARD_SSE_KEEP_ALIVE), or healthy connections are cut",
-                    humantime::format_duration(quiet)
-                ),
+                "must be more than 0",
             ));
         }
         if l.max_page_bytes < 64 * 1024 {

@@ -23,8 +23,9 @@ pub struct Limits {
     /// A request head must arrive within this; an idle kept-alive
     /// connection is closed after it.
     pub header_timeout: Duration,
-    /// An HTTP connection on which nothing is read or written for this long
-    /// (a stalled body upload, a response nobody reads) is closed.
+    /// An HTTP connection whose client the server has waited on this long
+    /// (for more of a request body, or to take more of a response) is
+    /// closed; time the server takes to answer does not count.
     pub idle_timeout: Duration,
     /// An Engine.IO session that opens no Socket.IO namespace within this
     /// is closed.

@@ -1,12 +1,19 @@
 //! The HTTP side: routes, and the layers around them and around Socket.IO.
 
+pub mod client;
+pub mod connection;
 pub mod console;
 pub mod events;
 pub mod extract;
+pub mod handshake;
 pub mod health;
+pub mod hosts;
+pub mod listener;
 pub mod origin;
 pub mod sessions;
+pub mod throttle;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -23,11 +30,19 @@ use crate::auth::http::Caller;
 use crate::auth::socket_token;
 use crate::error::{ApiError, ErrorCode, error_response};
 use crate::state::AppState;
+use client::{ClientAddr, ClientKeyExtractor};
+use handshake::HandshakeLimiter;
 
 /// Every route, with Socket.IO (`socketio`) mounted under `/socket.io/`.
+///
+/// Around them, from the outside in: the client's address
+/// ([`client::resolve_client`]), tracing, the `Host` allow-list, the
+/// `Origin` check and CORS, the refusal while shutting down, the handshake
+/// limiter, Socket.IO, and the body limits.
 pub fn router(state: AppState, socketio: socketioxide::layer::SocketIoLayer) -> Router {
     let rate = state.config.socket_token_rate_per_minute.max(1);
     let governor = GovernorConfigBuilder::default()
+        .key_extractor(ClientKeyExtractor)
         .period(Duration::from_secs(60) / rate)
         .burst_size(rate)
         .finish()
@@ -73,6 +88,10 @@ pub fn router(state: AppState, socketio: socketioxide::layer::SocketIoLayer) -> 
         .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
         .layer(socketio)
         .layer(axum::middleware::from_fn_with_state(
+            Arc::new(HandshakeLimiter::new(&state.config.limits)),
+            handshake::limit_handshakes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             refuse_while_stopping,
         ))
@@ -81,7 +100,24 @@ pub fn router(state: AppState, socketio: socketioxide::layer::SocketIoLayer) -> 
             state.clone(),
             origin::refuse_foreign_origins,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            hosts::refuse_unknown_hosts,
+        ))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
+                tracing::debug_span!(
+                    "request",
+                    method = %request.method(),
+                    uri = %request.uri(),
+                    client = %ClientAddr::of(request).0,
+                )
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client::resolve_client,
+        ))
         .with_state(state)
 }
 

@@ -10,8 +10,12 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 
+use super::client::ClientAddr;
+use super::throttle::{LogThrottle, REFUSAL_LOG_PERIOD};
 use crate::error::{ErrorCode, error_response};
 use crate::state::AppState;
+
+static REFUSALS: LogThrottle = LogThrottle::new(REFUSAL_LOG_PERIOD);
 
 #[derive(Debug, Clone)]
 pub struct OriginPolicy {
@@ -73,11 +77,15 @@ pub async fn refuse_foreign_origins(
             .to_str()
             .is_ok_and(|origin| state.origins.allows(origin, host));
         if !allowed {
-            tracing::warn!(
-                origin = ?origin,
-                path = request.uri().path(),
-                "refused a request from a disallowed origin"
-            );
+            if let Some(held_back) = REFUSALS.admit() {
+                tracing::warn!(
+                    origin = ?origin,
+                    client = %ClientAddr::of(&request).0,
+                    path = request.uri().path(),
+                    similar_refusals_not_logged = held_back,
+                    "refused a request from a disallowed origin"
+                );
+            }
             return error_response(
                 StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,

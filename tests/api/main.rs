@@ -9,6 +9,7 @@ mod http;
 mod ingest;
 mod limits_input;
 mod limits_runs;
+mod limits_transport;
 mod log;
 mod log_commits;
 mod mock_llm;
