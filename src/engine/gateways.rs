@@ -5,46 +5,31 @@
 //! The registry lives in memory: a registration belongs to one socket and
 //! goes away with it. What must survive a disconnect or a restart — the
 //! calls themselves — lives in the `tool_calls` table ([`super::calls`]).
+//!
+//! What a user can make it hold is bounded: at most
+//! `limits.max_gateways_per_user` registrations at once (one per socket and
+//! per `gateway_id`: registering again replaces), each within the limits
+//! of [`super::registration`], its schemas kept as compact JSON text. A
+//! registration is checked on a blocking thread ([`super::compile`]); the
+//! async workers only hand it over.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 
+use super::compile::Compiler;
 use super::provider::ToolSpec;
+use super::registration::{self, ToolDef};
+use super::schema::{self, Budget};
 use crate::auth::UserId;
 use crate::error::ApiError;
 
 /// The built-in tool the model uses to ask the session's owner questions.
 pub const ASK_USER: &str = "ask_user_questions";
-/// Tools one gateway may register.
-pub const MAX_TOOLS: usize = 128;
-/// Longest `gateway_id`.
-pub const MAX_GATEWAY_ID_CHARS: usize = 200;
-/// Longest tool description.
-pub const MAX_DESCRIPTION_CHARS: usize = 4096;
-
-/// `gateway:register`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Register {
-    pub gateway_id: String,
-    pub tools: Vec<ToolDef>,
-}
-
-/// One tool of a `gateway:register`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ToolDef {
-    pub name: String,
-    pub description: String,
-    pub parameters: Value,
-    #[serde(default)]
-    pub requires_approval: bool,
-}
 
 /// Who answers a tool's calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,69 +60,34 @@ impl Target {
     }
 }
 
-/// A tool the model may be offered, with its compiled argument schema.
+/// A tool the model may be offered. Its argument schema is kept as
+/// compact JSON text and compiled only to check arguments.
 pub struct Tool {
-    pub spec: ToolSpec,
+    pub name: String,
+    pub description: String,
+    parameters: Box<RawValue>,
     pub target: Target,
     pub requires_approval: bool,
-    validator: jsonschema::Validator,
 }
 
 impl std::fmt::Debug for Tool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tool")
-            .field("name", &self.spec.name)
+            .field("name", &self.name)
             .field("target", &self.target)
             .finish_non_exhaustive()
     }
 }
 
 impl Tool {
-    fn new(def: ToolDef, target: Target, field: &str) -> Result<Self, ApiError> {
-        let invalid = |message: String| ApiError::InvalidPayload(format!("{field}.{message}"));
-        if def.name.is_empty()
-            || def.name.len() > 64
-            || !def
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(invalid(format!(
-                "name: {:?} must be 1 to 64 letters, digits, `_` or `-`",
-                def.name
-            )));
-        }
-        if def.description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return Err(invalid(format!(
-                "description: longer than {MAX_DESCRIPTION_CHARS} characters"
-            )));
-        }
-        if !def.parameters.is_object() {
-            return Err(invalid(
-                "parameters: must be a JSON Schema object (`{\"type\": \"object\", …}`)".into(),
-            ));
-        }
-        if let Err(error) = jsonschema::meta::validate(&def.parameters) {
-            return Err(invalid(format!(
-                "parameters: not a valid JSON Schema: {error} (at {})",
-                pointer_or_root(&error.instance_path().to_string())
-            )));
-        }
-        let validator = jsonschema::validator_for(&def.parameters).map_err(|error| {
-            invalid(format!(
-                "parameters: cannot be used as a JSON Schema: {error}"
-            ))
-        })?;
-        Ok(Self {
-            spec: ToolSpec {
-                name: def.name,
-                description: def.description,
-                parameters: def.parameters,
-            },
+    pub(super) fn new(def: ToolDef, parameters: Box<RawValue>, target: Target) -> Self {
+        Self {
+            name: def.name,
+            description: def.description,
+            parameters,
             target,
             requires_approval: def.requires_approval,
-            validator,
-        })
+        }
     }
 
     /// `ask_user_questions { questions: [string] }`.
@@ -147,49 +97,45 @@ impl Tool {
             description: "Ask the user one or more questions and wait for their answers. \
                           Use it when you need a decision or information only the user has."
                 .to_owned(),
-            parameters: json!({
-                "type": "object",
-                "properties": {
-                    "questions": {
-                        "type": "array",
-                        "items": { "type": "string", "minLength": 1 },
-                        "minItems": 1,
-                        "description": "The questions, each one a full sentence."
-                    }
-                },
-                "required": ["questions"],
-                "additionalProperties": false
-            }),
+            parameters: RawValue::from_string(ASK_USER_PARAMETERS.to_owned())
+                .expect("the built-in schema is JSON"),
             requires_approval: false,
         };
-        Self::new(def, Target::User, "tools").expect("the built-in schema is valid")
+        registration::admit_tool(def, Target::User, "tools", &mut Budget::default())
+            .expect("the built-in schema is valid")
+    }
+
+    /// What the provider is sent: the schema as a JSON value.
+    pub fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            // It was admitted as JSON, so it parses.
+            parameters: serde_json::from_str(self.parameters.get()).unwrap_or(Value::Null),
+        }
     }
 
     /// Checks the model's arguments against the tool's schema; the error
-    /// names where they are wrong, for the model to correct.
+    /// names where they are wrong, for the model to correct. Blocking: it
+    /// compiles the schema (see [`Registry::compiler`]).
     pub fn check(&self, arguments: &Value) -> Result<(), String> {
-        let errors: Vec<String> = self
-            .validator
-            .iter_errors(arguments)
-            .take(5)
-            .map(|error| {
-                format!(
-                    "{}: {error}",
-                    pointer_or_root(&error.instance_path().to_string())
-                )
-            })
-            .collect();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        schema::check(&self.parameters, arguments)
     }
 }
 
-fn pointer_or_root(pointer: &str) -> &str {
-    if pointer.is_empty() { "/" } else { pointer }
-}
+const ASK_USER_PARAMETERS: &str = r#"{
+    "type": "object",
+    "properties": {
+        "questions": {
+            "type": "array",
+            "items": { "type": "string", "minLength": 1 },
+            "minItems": 1,
+            "description": "The questions, each one a full sentence."
+        }
+    },
+    "required": ["questions"],
+    "additionalProperties": false
+}"#;
 
 /// What one gateway socket registered.
 #[derive(Clone)]
@@ -197,18 +143,17 @@ pub struct Gateway {
     pub sid: Sid,
     pub gateway_id: String,
     pub socket: SocketRef,
-    tools: Arc<HashMap<String, Arc<Tool>>>,
-    /// Tool names in registration order.
-    order: Arc<[String]>,
+    /// In registration order.
+    tools: Arc<[Arc<Tool>]>,
 }
 
 impl Gateway {
     pub fn has(&self, tool: &str) -> bool {
-        self.tools.contains_key(tool)
+        self.tools.iter().any(|t| t.name == tool)
     }
 
     pub fn tool_count(&self) -> usize {
-        self.order.len()
+        self.tools.len()
     }
 }
 
@@ -220,81 +165,89 @@ pub struct Offer {
 
 impl Offer {
     pub fn specs(&self) -> Vec<ToolSpec> {
-        self.tools.iter().map(|t| t.spec.clone()).collect()
+        self.tools.iter().map(|t| t.spec()).collect()
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Tool>> {
-        self.tools.iter().find(|t| t.spec.name == name)
+        self.tools.iter().find(|t| t.name == name)
     }
 }
 
+type Users = HashMap<UserId, Vec<Gateway>>;
+
 /// Connected gateways by user.
 pub struct Registry {
-    users: Mutex<HashMap<UserId, Vec<Gateway>>>,
+    users: Arc<Mutex<Users>>,
     ask_user: Arc<Tool>,
+    compiler: Compiler,
 }
 
 impl Default for Registry {
     fn default() -> Self {
         Self {
-            users: Mutex::default(),
+            users: Arc::default(),
             ask_user: Arc::new(Tool::ask_user()),
+            compiler: Compiler::default(),
         }
     }
 }
 
 impl Registry {
-    /// Validates a registration and records it for `socket`, replacing what
-    /// this socket, or an earlier socket with the same `gateway_id`,
-    /// registered.
-    pub fn register(
+    /// Checks a registration (on a blocking thread) and records it for
+    /// `socket`, replacing what this socket, or an earlier socket with the
+    /// same `gateway_id`, registered; refused when the user already has
+    /// `max_gateways` other registrations.
+    pub async fn register(
         &self,
         user: &UserId,
         socket: &SocketRef,
-        request: Register,
+        request: Box<RawValue>,
+        max_gateways: usize,
     ) -> Result<Gateway, ApiError> {
-        let count = request.gateway_id.chars().count();
-        if count == 0 || count > MAX_GATEWAY_ID_CHARS {
-            return Err(ApiError::InvalidPayload(format!(
-                "gateway_id: must be 1 to {MAX_GATEWAY_ID_CHARS} characters"
-            )));
-        }
-        if request.tools.len() > MAX_TOOLS {
-            return Err(ApiError::TooLarge(format!(
-                "tools: {} tools is more than the {MAX_TOOLS} allowed",
-                request.tools.len()
-            )));
-        }
-        let mut tools = HashMap::new();
-        let mut order = Vec::new();
-        for (i, def) in request.tools.into_iter().enumerate() {
-            let field = format!("tools[{i}]");
-            if def.name == ASK_USER {
-                return Err(ApiError::InvalidPayload(format!(
-                    "{field}.name: {ASK_USER:?} is a built-in tool and cannot be registered"
-                )));
-            }
-            let tool = Tool::new(def, Target::Gateway, &field)?;
-            let name = tool.spec.name.clone();
-            if tools.insert(name.clone(), Arc::new(tool)).is_some() {
-                return Err(ApiError::InvalidPayload(format!(
-                    "{field}.name: {name:?} is registered twice"
-                )));
-            }
-            order.push(name);
-        }
+        registration::check_size(&request)?;
+        let users = self.users.clone();
+        let (owner, sid) = (user.clone(), socket.id);
+        let (gateway_id, tools) = self
+            .compiler
+            .registration(user, move || {
+                let request = registration::decode(&request)?;
+                // Refused before the costly part when it would be after.
+                let users = users.lock().expect("registry");
+                room(&users, &owner, sid, &request.gateway_id, max_gateways)?;
+                drop(users);
+                Ok((
+                    request.gateway_id,
+                    registration::admit_tools(request.tools)?,
+                ))
+            })
+            .await?;
         let gateway = Gateway {
-            sid: socket.id,
-            gateway_id: request.gateway_id,
+            sid,
+            gateway_id,
             socket: socket.clone(),
-            tools: Arc::new(tools),
-            order: order.into(),
+            tools: tools.into(),
         };
-        let mut users = self.users.lock().expect("registry");
-        let list = users.entry(user.clone()).or_default();
-        list.retain(|g| g.sid != gateway.sid && g.gateway_id != gateway.gateway_id);
-        list.push(gateway.clone());
+        {
+            let mut users = self.users.lock().expect("registry");
+            room(&users, user, sid, &gateway.gateway_id, max_gateways)?;
+            let list = users.entry(user.clone()).or_default();
+            list.retain(|g| g.sid != gateway.sid && g.gateway_id != gateway.gateway_id);
+            list.push(gateway.clone());
+        }
+        // The socket may have closed while its registration was checked,
+        // and its disconnect found nothing to forget then.
+        if !socket.connected() {
+            self.unregister(user, sid);
+            return Err(ApiError::Unavailable(
+                "the socket closed while its registration was checked".into(),
+            ));
+        }
         Ok(gateway)
+    }
+
+    /// Where checks of a call's arguments ([`Tool::check`]) run.
+    pub fn compiler(&self) -> &Compiler {
+        &self.compiler
     }
 
     /// Forgets what the socket `sid` registered; `false` when it had no
@@ -329,13 +282,53 @@ impl Registry {
     pub fn offer(&self, user: &UserId) -> Offer {
         let mut tools: Vec<Arc<Tool>> = Vec::new();
         for gateway in self.gateways(user) {
-            for name in gateway.order.iter() {
-                if tools.iter().all(|t| &t.spec.name != name) {
-                    tools.push(gateway.tools[name].clone());
+            for tool in gateway.tools.iter() {
+                if tools.iter().all(|t| t.name != tool.name) {
+                    tools.push(tool.clone());
                 }
             }
         }
         tools.push(self.ask_user.clone());
         Offer { tools }
+    }
+}
+
+/// Refuses a registration that would be one too many for `user`: the
+/// registrations of other sockets and other `gateway_id`s count.
+fn room(
+    users: &Users,
+    user: &UserId,
+    sid: Sid,
+    gateway_id: &str,
+    max_gateways: usize,
+) -> Result<(), ApiError> {
+    let others = users.get(user).map_or(0, |list| {
+        list.iter()
+            .filter(|g| g.sid != sid && g.gateway_id != gateway_id)
+            .count()
+    });
+    if others >= max_gateways {
+        return Err(ApiError::Conflict(format!(
+            "gateway_id: {others} gateways of yours are registered, the most one user may \
+             have at once: disconnect one of them, or register again with the gateway_id of \
+             one of them to replace it"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_built_in_question_tool_checks_its_arguments() {
+        let tool = Tool::ask_user();
+        assert_eq!(tool.spec().parameters["required"], json!(["questions"]));
+        tool.check(&json!({ "questions": ["Which branch?"] }))
+            .unwrap();
+        tool.check(&json!({ "questions": [] })).unwrap_err();
     }
 }

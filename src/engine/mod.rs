@@ -34,14 +34,17 @@
 //!   `interrupted` at start ([`recovery`]).
 
 pub mod calls;
+mod compile;
 pub mod conversation;
 pub mod gateways;
 pub mod provider;
 pub mod record;
 pub mod recovery;
+mod registration;
 mod relay;
 mod request;
 mod run;
+mod schema;
 mod slot;
 mod tools;
 

@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use entity::tool_call;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use socketioxide::extract::SocketRef;
 use tokio::sync::Notify;
 
 use super::calls::{self, Approval, Decision};
-use super::gateways::{Gateway, Register, Target};
+use super::gateways::{Gateway, Target};
 use super::{Engine, Inner};
 use crate::auth::{Identity, UserId};
 use crate::error::ApiError;
@@ -36,18 +37,21 @@ pub enum Answerer<'a> {
 }
 
 impl Engine {
-    /// `gateway:register`: records the socket's tools; returns the gateway
-    /// (for [`Engine::deliver_to`]).
-    pub fn register_gateway(
+    /// `gateway:register` (the payload as JSON text): checks and records
+    /// the socket's tools, within `max_gateways` registrations of the
+    /// caller; returns the gateway (for [`Engine::deliver_to`]).
+    pub async fn register_gateway(
         &self,
         caller: &Identity,
         socket: &SocketRef,
-        request: Register,
+        request: Box<RawValue>,
+        max_gateways: usize,
     ) -> Result<Gateway, ApiError> {
         let gateway = self
             .inner
             .registry
-            .register(&caller.user_id, socket, request)?;
+            .register(&caller.user_id, socket, request, max_gateways)
+            .await?;
         tracing::info!(
             user_id = %caller.user_id, gateway_id = gateway.gateway_id,
             tools = gateway.tool_count(), "gateway registered"

@@ -317,7 +317,7 @@ async fn steps(turn: Turn) -> Result<End, RunError> {
             .unwrap_or_default();
         let mut batch = turn.batch();
         batch.assistant_message(&message_id, text, &calls, "complete");
-        let open = plan_calls(&turn, &mut batch, &offer, &calls);
+        let open = plan_calls(&turn, &mut batch, &offer, &calls).await;
         turn.commit(batch).await?;
         {
             let mut progress = turn.progress();
@@ -417,13 +417,22 @@ async fn finish(turn: &Turn, reason: Reason, error: Option<RunError>) {
 /// Logs the model's tool calls and makes a row for each: refused at once
 /// (no such tool, arguments that do not fit its schema), waiting for
 /// approval, for a gateway, or for the user. Returns the ids still open.
-fn plan_calls(turn: &Turn, batch: &mut Batch, offer: &Offer, calls: &[ToolCall]) -> Vec<String> {
+async fn plan_calls(
+    turn: &Turn,
+    batch: &mut Batch,
+    offer: &Offer,
+    calls: &[ToolCall],
+) -> Vec<String> {
     let deadline = turn.inner.settings.tool_deadline();
+    let all_arguments: Vec<Value> = calls
+        .iter()
+        .map(|call| arguments_value(&call.arguments))
+        .collect();
+    let mut misfits = check_calls(turn, offer, calls, &all_arguments).await;
     let mut open = Vec::new();
     let mut waiting = Vec::new();
     let mut then = Vec::new();
-    for call in calls {
-        let arguments = arguments_value(&call.arguments);
+    for ((call, arguments), misfit) in calls.iter().zip(all_arguments).zip(&mut misfits) {
         let tool = offer.get(&call.name);
         let target = tool.map_or(Target::Server, |t| t.target);
         batch.event(
@@ -438,9 +447,7 @@ fn plan_calls(turn: &Turn, batch: &mut Batch, offer: &Offer, calls: &[ToolCall])
                 "no tool named {:?} is available in this session",
                 call.name
             ))),
-            Some(tool) => check_arguments(tool, &call.arguments, &arguments)
-                .err()
-                .map(Outcome::error),
+            Some(_) => misfit.take().map(Outcome::error),
         };
         let requires_approval = tool.is_some_and(|t| t.requires_approval);
         let (status, deadline) = match (&refused, target) {
@@ -490,12 +497,62 @@ fn plan_calls(turn: &Turn, batch: &mut Batch, offer: &Offer, calls: &[ToolCall])
     open
 }
 
+/// Why each call's arguments do not fit its tool's schema (`None`: they
+/// do, or there is no such tool). Compiling and checking schemas is CPU
+/// work: it runs on a blocking thread, one batch per step.
+async fn check_calls(
+    turn: &Turn,
+    offer: &Offer,
+    calls: &[ToolCall],
+    arguments: &[Value],
+) -> Vec<Option<String>> {
+    let jobs: Vec<Option<(Arc<Tool>, String, Value)>> = calls
+        .iter()
+        .zip(arguments)
+        .map(|(call, value)| {
+            let tool = offer.get(&call.name)?;
+            Some((tool.clone(), call.arguments.clone(), value.clone()))
+        })
+        .collect();
+    if jobs.iter().all(Option::is_none) {
+        return vec![None; calls.len()];
+    }
+    let names: Vec<Option<String>> = jobs
+        .iter()
+        .map(|job| job.as_ref().map(|(tool, ..)| tool.name.clone()))
+        .collect();
+    let checked = turn
+        .inner
+        .registry
+        .compiler()
+        .check(move || {
+            jobs.into_iter()
+                .map(|job| {
+                    let (tool, raw, value) = job?;
+                    check_arguments(&tool, &raw, &value).err()
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+    checked.unwrap_or_else(|error| {
+        tracing::error!(%error, run_id = %turn.run_id, "cannot check tool arguments");
+        names
+            .into_iter()
+            .map(|name| {
+                name.map(|name| {
+                    format!("the arguments of {name} could not be checked; call it again")
+                })
+            })
+            .collect()
+    })
+}
+
 /// The arguments as the tool's schema wants them: a JSON object that fits.
 fn check_arguments(tool: &Tool, raw: &str, arguments: &Value) -> Result<(), String> {
     if !raw.trim().is_empty() && serde_json::from_str::<Value>(raw).is_err() {
         return Err(format!(
             "the arguments are not valid JSON; call {} again with a JSON object",
-            tool.spec.name
+            tool.name
         ));
     }
     let arguments = if raw.trim().is_empty() {
@@ -507,7 +564,7 @@ fn check_arguments(tool: &Tool, raw: &str, arguments: &Value) -> Result<(), Stri
         format!(
             "the arguments do not match the parameters of {}: {why}; call it again with valid \
              arguments",
-            tool.spec.name
+            tool.name
         )
     })
 }

@@ -2,6 +2,7 @@
 //! `tool:result`; on `/agent`, `tool:approval` and `tool:result` (a user's
 //! answer to `ask_user_questions`). The engine's relay does the work.
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
@@ -10,7 +11,7 @@ use super::{ack, payload};
 use crate::auth::Identity;
 use crate::engine::Answerer;
 use crate::engine::calls::{Approval, GatewayResult, UserResult};
-use crate::engine::gateways::Register;
+use crate::error::ApiError;
 use crate::payload::parse;
 use crate::state::AppState;
 
@@ -25,16 +26,28 @@ pub fn register_agent(s: &SocketRef) {
     s.on("tool:result", user_result);
 }
 
+/// `gateway:register`, decoded as JSON text: a registration is checked off
+/// the async workers, and its schemas are kept as text.
 async fn register(
     s: SocketRef,
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
-    TryData(data): TryData<Value>,
+    // A one-tuple: socketioxide hands a bare `RawValue` the whole packet.
+    TryData(data): TryData<(Box<RawValue>,)>,
     ack: AckSender,
 ) {
-    let result = payload(data)
-        .and_then(parse::<Register>)
-        .and_then(|request| state.engine.register_gateway(&me, &s, request));
+    let max_gateways = state.config.limits.max_gateways_per_user;
+    let result = match data {
+        Ok((request,)) => {
+            state
+                .engine
+                .register_gateway(&me, &s, request, max_gateways)
+                .await
+        }
+        Err(_) => Err(ApiError::InvalidPayload(
+            "expected one object argument".into(),
+        )),
+    };
     match result {
         Ok(gateway) => {
             ack::ok(ack, json!({ "registered": gateway.tool_count() }));

@@ -7,10 +7,10 @@ use std::time::Duration;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::assemble::Assembler;
-use super::{ChatRequest, Provider, ProviderError, ProviderStream};
+use super::{ChatMessage, ChatRequest, Provider, ProviderError, ProviderStream, ToolSpec};
 
 pub struct OpenAi {
     http: reqwest::Client,
@@ -41,31 +41,50 @@ impl OpenAi {
         })
     }
 
-    fn body(&self, request: &ChatRequest) -> Value {
-        let mut body = json!({
-            "model": self.model,
-            "messages": request.messages,
-            "stream": true,
-            "stream_options": { "include_usage": true },
-        });
-        if !request.tools.is_empty() {
-            body["tools"] = request
+    /// The request body, serialized straight from the request: the tools'
+    /// schemas are not copied into a second JSON tree first.
+    fn body<'a>(&'a self, request: &'a ChatRequest) -> Body<'a> {
+        Body {
+            model: &self.model,
+            messages: &request.messages,
+            stream: true,
+            stream_options: StreamOptions {
+                include_usage: true,
+            },
+            tools: request
                 .tools
                 .iter()
-                .map(|t| {
-                    json!({
-                        "type": "function",
-                        "function": {
-                            "name": t.name,
-                            "description": t.description,
-                            "parameters": t.parameters,
-                        }
-                    })
+                .map(|function| FunctionTool {
+                    kind: "function",
+                    function,
                 })
-                .collect();
+                .collect(),
         }
-        body
     }
+}
+
+/// `POST /chat/completions`.
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    stream: bool,
+    stream_options: StreamOptions,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<FunctionTool<'a>>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+/// `{ "type": "function", "function": { name, description, parameters } }`.
+#[derive(Serialize)]
+struct FunctionTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: &'a ToolSpec,
 }
 
 impl Provider for OpenAi {
