@@ -6,24 +6,20 @@
 //! escaped by construction, and text lines go through [`OneLine`], which
 //! escapes line breaks and other control characters a client-supplied value
 //! could carry. Lines that clients can cause at will (refused handshakes
-//! and requests) go through [`refusals`], a budget that keeps a flood of
-//! them from flooding the log.
+//! and requests, connections past a cap) go through a [`LogBudget`], so
+//! that a flood of them does not flood the log.
 
 use std::io::{IsTerminal, Write};
 use std::num::NonZeroU32;
-use std::sync::OnceLock;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::cli::LogFormat;
-
-/// Lines about refused clients written per second at most, after a burst
-/// of [`REFUSAL_LINES_BURST`].
-const REFUSAL_LINES_PER_SECOND: u32 = 20;
-const REFUSAL_LINES_BURST: u32 = 200;
 
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -101,29 +97,71 @@ fn escape_controls(text: &str, keep_escape: bool) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-/// Whether a line about a refused client may be written now: `Some(n)`,
-/// with `n` the lines left out since the last one written (to be logged
-/// with it), or `None` past the budget (the line is counted, not written).
-pub fn refusals() -> Option<u64> {
-    static BUDGET: OnceLock<DefaultDirectRateLimiter> = OnceLock::new();
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
-    let budget = BUDGET.get_or_init(|| {
-        let rate = NonZeroU32::new(REFUSAL_LINES_PER_SECOND).expect("non-zero");
-        let burst = NonZeroU32::new(REFUSAL_LINES_BURST).expect("non-zero");
-        DefaultDirectRateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
-    });
-    match budget.check() {
-        Ok(()) => Some(SUPPRESSED.swap(0, Ordering::Relaxed)),
-        Err(_) => {
-            SUPPRESSED.fetch_add(1, Ordering::Relaxed);
-            None
+/// A budget of log lines for what clients can cause at will: `lines` at
+/// once, refilled at `lines` per `period` (a token bucket), counting the
+/// lines it held back so that the next line written can say how many
+/// occurrences it stands for.
+pub struct LogBudget {
+    lines: DefaultDirectRateLimiter,
+    held_back: AtomicU64,
+}
+
+impl LogBudget {
+    pub fn new(lines: u32, period: Duration) -> Self {
+        let lines = NonZeroU32::new(lines).unwrap_or(NonZeroU32::MIN);
+        let every = (period / lines.get()).max(Duration::from_nanos(1));
+        let quota = Quota::with_period(every)
+            .expect("a positive period")
+            .allow_burst(lines);
+        Self {
+            lines: DefaultDirectRateLimiter::direct(quota),
+            held_back: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one occurrence: `Some(n)` when its line should be written,
+    /// `n` being the occurrences held back since the last line written;
+    /// `None` past the budget.
+    pub fn admit(&self) -> Option<u64> {
+        match self.lines.check() {
+            Ok(()) => Some(self.held_back.swap(0, Ordering::Relaxed)),
+            Err(_) => {
+                self.held_back.fetch_add(1, Ordering::Relaxed);
+                None
+            }
         }
     }
 }
 
+/// The budget of lines about refused credentials (handshakes and HTTP
+/// requests): each is logged, up to 200 at once and 20 a second.
+pub fn refused_credentials() -> &'static LogBudget {
+    static BUDGET: LazyLock<LogBudget> =
+        LazyLock::new(|| LogBudget::new(200, Duration::from_secs(10)));
+    &BUDGET
+}
+
+/// How often each kind of refusal that only a flood causes (connections
+/// past a cap, foreign origins) may be logged: one line per period.
+pub const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_writes_its_lines_then_counts_those_held_back() {
+        let budget = LogBudget::new(1, Duration::from_secs(3600));
+        assert_eq!(budget.admit(), Some(0));
+        for _ in 0..1000 {
+            assert_eq!(budget.admit(), None);
+        }
+        let budget = LogBudget::new(3, Duration::from_secs(3600));
+        assert_eq!(
+            (0..4).map(|_| budget.admit()).collect::<Vec<_>>(),
+            [Some(0), Some(0), Some(0), None]
+        );
+    }
 
     #[test]
     fn control_characters_cannot_break_a_line() {

@@ -19,7 +19,7 @@ impl FromRequestParts<AppState> for Caller {
         match attempt.result {
             Ok(identity) => Ok(Caller(identity)),
             Err(reason) => {
-                if let Some(suppressed) = crate::telemetry::refusals() {
+                if let Some(suppressed) = crate::telemetry::refused_credentials().admit() {
                     tracing::info!(
                         method = attempt.method.as_str(),
                         outcome = "refused",

@@ -63,7 +63,7 @@ fn log_handshake(socket: &SocketRef, attempt: &Attempt) {
         Err(reason) => {
             // A client can be refused as often as it likes: past a budget,
             // refusals are counted (here and in the metric), not written.
-            let Some(suppressed) = crate::telemetry::refusals() else {
+            let Some(suppressed) = crate::telemetry::refused_credentials().admit() else {
                 return;
             };
             tracing::warn!(

@@ -19,10 +19,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::client::ClientAddr;
-use super::throttle::{LogThrottle, REFUSAL_LOG_PERIOD};
 use crate::config::Limits;
 use crate::error::ApiError;
 use crate::rate::KeyedLimiter;
+use crate::telemetry::{LogBudget, REFUSAL_LOG_PERIOD};
 
 /// Where socketioxide serves Engine.IO (its default `req_path`).
 pub const ENGINE_IO_PATH: &str = "/socket.io";
@@ -30,7 +30,7 @@ pub const ENGINE_IO_PATH: &str = "/socket.io";
 pub struct HandshakeLimiter {
     per_client: KeyedLimiter<IpAddr>,
     total: KeyedLimiter<()>,
-    refusals: LogThrottle,
+    refusals: LogBudget,
 }
 
 impl HandshakeLimiter {
@@ -44,7 +44,7 @@ impl HandshakeLimiter {
                 limits.handshake_rate_total,
                 "new Socket.IO connections to this server",
             ),
-            refusals: LogThrottle::new(REFUSAL_LOG_PERIOD),
+            refusals: LogBudget::new(1, REFUSAL_LOG_PERIOD),
         }
     }
 

@@ -14,19 +14,21 @@
 //! balancers often probe by IP address, and neither says anything a
 //! rebinding page could use.
 
+use std::sync::LazyLock;
+
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{StatusCode, header};
 
-use super::throttle::{LogThrottle, REFUSAL_LOG_PERIOD};
 use crate::error::{ErrorCode, error_response};
 use crate::state::AppState;
+use crate::telemetry::{LogBudget, REFUSAL_LOG_PERIOD};
 
 /// Paths answered for any `Host`.
 const PROBES: [&str; 2] = ["/healthz", "/readyz"];
 
-static REFUSALS: LogThrottle = LogThrottle::new(REFUSAL_LOG_PERIOD);
+static REFUSALS: LazyLock<LogBudget> = LazyLock::new(|| LogBudget::new(1, REFUSAL_LOG_PERIOD));
 
 /// Whether `host` (a `Host` header value) is one of `allowed` (normalized
 /// by [`crate::config::limits::normalize_host`]); an empty list allows all.

@@ -28,8 +28,8 @@ use tokio_util::task::TaskTracker;
 
 use super::client::ClientAddr;
 use super::connection::{Timeouts, serve_connection};
-use super::throttle::{LogThrottle, REFUSAL_LOG_PERIOD};
 use crate::config::Limits;
+use crate::telemetry::{LogBudget, REFUSAL_LOG_PERIOD};
 
 /// A bound listener with its caps, ready to serve.
 pub struct Listener {
@@ -50,8 +50,8 @@ impl Listener {
                 max_per_client: limits.max_connections_per_ip,
                 trusted: limits.trusted_proxies.clone(),
                 open: Mutex::default(),
-                total_refusals: LogThrottle::new(REFUSAL_LOG_PERIOD),
-                client_refusals: LogThrottle::new(REFUSAL_LOG_PERIOD),
+                total_refusals: LogBudget::new(1, REFUSAL_LOG_PERIOD),
+                client_refusals: LogBudget::new(1, REFUSAL_LOG_PERIOD),
             }),
             timeouts: Timeouts {
                 header: limits.header_timeout,
@@ -69,7 +69,7 @@ impl Listener {
     /// shutdown) and resolves once all are closed.
     pub async fn serve(self, router: Router, stop: CancellationToken) {
         let connections = TaskTracker::new();
-        let accept_errors = LogThrottle::new(REFUSAL_LOG_PERIOD);
+        let accept_errors = LogBudget::new(1, REFUSAL_LOG_PERIOD);
         loop {
             let (tcp, peer) = tokio::select! {
                 biased;
@@ -135,8 +135,8 @@ struct Caps {
     max_per_client: usize,
     trusted: Vec<IpNet>,
     open: Mutex<Open>,
-    total_refusals: LogThrottle,
-    client_refusals: LogThrottle,
+    total_refusals: LogBudget,
+    client_refusals: LogBudget,
 }
 
 #[derive(Default)]
@@ -314,8 +314,8 @@ mod tests {
             max_per_client,
             trusted: crate::config::limits::parse_networks(trusted).unwrap(),
             open: Mutex::default(),
-            total_refusals: LogThrottle::new(REFUSAL_LOG_PERIOD),
-            client_refusals: LogThrottle::new(REFUSAL_LOG_PERIOD),
+            total_refusals: LogBudget::new(1, REFUSAL_LOG_PERIOD),
+            client_refusals: LogBudget::new(1, REFUSAL_LOG_PERIOD),
         })
     }
 

@@ -11,7 +11,6 @@ pub mod hosts;
 pub mod listener;
 pub mod origin;
 pub mod sessions;
-pub mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;

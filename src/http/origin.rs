@@ -5,17 +5,19 @@
 //! a disallowed `Origin` is refused with 403 before it reaches a route or a
 //! Socket.IO namespace; requests without `Origin` (non-browser clients) pass.
 
+use std::sync::LazyLock;
+
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 
 use super::client::ClientAddr;
-use super::throttle::{LogThrottle, REFUSAL_LOG_PERIOD};
 use crate::error::{ErrorCode, error_response};
 use crate::state::AppState;
+use crate::telemetry::{LogBudget, REFUSAL_LOG_PERIOD};
 
-static REFUSALS: LogThrottle = LogThrottle::new(REFUSAL_LOG_PERIOD);
+static REFUSALS: LazyLock<LogBudget> = LazyLock::new(|| LogBudget::new(1, REFUSAL_LOG_PERIOD));
 
 #[derive(Debug, Clone)]
 pub struct OriginPolicy {
