@@ -61,9 +61,9 @@ pub async fn serve_connection(
 ) {
     let waits = Arc::new(Waits::new());
     let io = TokioIo::new(Watched {
+        _guard: guard,
         inner: tcp,
         waits: waits.clone(),
-        _guard: guard,
     });
     let service = {
         let waits = waits.clone();
@@ -163,9 +163,11 @@ impl Waits {
 
 /// The TCP stream, noting when a write has to wait for the client.
 struct Watched {
+    /// Declared first, so dropped first: the connection's place under the
+    /// caps is free by the time the client sees the socket close.
+    _guard: Box<dyn Send + Sync>,
     inner: TcpStream,
     waits: Arc<Waits>,
-    _guard: Box<dyn Send + Sync>,
 }
 
 impl Watched {

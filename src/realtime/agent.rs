@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, Extension, SocketRef, State};
 
-use super::{ack, payload};
+use super::{Request, ack};
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::ids::{Seq, SessionId};
@@ -16,6 +16,10 @@ use crate::log::Sink;
 use crate::payload::parse;
 use crate::sessions::{self, SessionView, messages};
 use crate::state::AppState;
+
+/// Sessions one socket may be subscribed to at once (each keeps its
+/// session's log active in memory).
+pub const MAX_SUBSCRIPTIONS: usize = 256;
 
 /// The sessions a socket is subscribed to, so a disconnect can end them.
 #[derive(Clone, Default)]
@@ -40,11 +44,11 @@ pub fn register(s: &SocketRef) {
 async fn create(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
-    TryData(data): TryData<Value>,
+    Request(data): Request<Value>,
     ack: AckSender,
 ) {
     let result = async {
-        let request = parse(payload(data)?)?;
+        let request = parse(data?)?;
         let session =
             sessions::create_within_quotas(&state.db, &state.quotas, &me, request).await?;
         Ok(json!({ "session": session }))
@@ -55,10 +59,10 @@ async fn create(
 async fn list(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
-    TryData(data): TryData<Value>,
+    Request(data): Request<Value>,
     ack: AckSender,
 ) {
-    let result = async { sessions::list(&state.db, &me, parse(payload(data)?)?).await };
+    let result = async { sessions::list(&state.db, &me, parse(data?)?).await };
     ack::reply(ack, result.await);
 }
 
@@ -71,11 +75,11 @@ struct SessionRef {
 async fn get(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
-    TryData(data): TryData<Value>,
+    Request(data): Request<Value>,
     ack: AckSender,
 ) {
     let result = async {
-        let request: SessionRef = parse(payload(data)?)?;
+        let request: SessionRef = parse(data?)?;
         let (_, session) =
             sessions::resolve(&state.db, &me, &request.session_id, "session_id").await?;
         Ok(json!({ "session": SessionView::from(session) }))
@@ -96,11 +100,11 @@ async fn subscribe(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
     Extension(subscriptions): Extension<Subscriptions>,
-    TryData(data): TryData<Value>,
+    Request(data): Request<Value>,
     ack: AckSender,
 ) {
     let prepared = async {
-        let request: Subscribe = parse(payload(data)?)?;
+        let request: Subscribe = parse(data?)?;
         let after = request.after_seq.unwrap_or(0);
         if after < 0 {
             return Err(ApiError::InvalidPayload(
@@ -109,6 +113,16 @@ async fn subscribe(
         }
         let (id, session) =
             sessions::resolve(&state.db, &me, &request.session_id, "session_id").await?;
+        let subscribed = {
+            let subscribed = subscriptions.0.lock().expect("subscriptions");
+            (!subscribed.contains(&id)).then_some(subscribed.len())
+        };
+        if subscribed.is_some_and(|n| n >= MAX_SUBSCRIPTIONS) {
+            return Err(ApiError::Conflict(format!(
+                "this connection is subscribed to {MAX_SUBSCRIPTIONS} sessions, the most \
+                 allowed: unsubscribe from one first"
+            )));
+        }
         let first_seq = session.first_seq;
         let pending = state
             .log
@@ -139,11 +153,11 @@ async fn unsubscribe(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
     Extension(subscriptions): Extension<Subscriptions>,
-    TryData(data): TryData<Value>,
+    Request(data): Request<Value>,
     ack: AckSender,
 ) {
     let result = async {
-        let request: SessionRef = parse(payload(data)?)?;
+        let request: SessionRef = parse(data?)?;
         let (id, _) = sessions::resolve(&state.db, &me, &request.session_id, "session_id").await?;
         state.log.unsubscribe(&id, &Sink::Socket(s.clone()).id());
         s.leave(session_room(&id));
@@ -166,11 +180,11 @@ struct ListMessages {
 async fn list_messages(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
-    TryData(data): TryData<Value>,
+    Request(data): Request<Value>,
     ack: AckSender,
 ) {
     let result = async {
-        let request: ListMessages = parse(payload(data)?)?;
+        let request: ListMessages = parse(data?)?;
         let (id, _) = sessions::resolve(&state.db, &me, &request.session_id, "session_id").await?;
         let page = messages::ListMessages {
             before: request.before,

@@ -5,6 +5,7 @@
 
 pub mod ack;
 pub mod agent;
+mod request;
 pub mod runs;
 pub mod tools;
 
@@ -14,16 +15,13 @@ use socketioxide::extract::{AckSender, Event, Extension, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 
 use crate::auth::Identity;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const AGENT_NS: &str = "/agent";
 pub const GATEWAY_NS: &str = "/gateway";
 
-/// A request's one object argument.
-fn payload(data: Result<Value, socketioxide::ParserError>) -> Result<Value, ApiError> {
-    data.map_err(|_| ApiError::InvalidPayload("expected one object argument".into()))
-}
+use request::{Admitted, Request, RequestBudget};
 
 /// Registers both namespaces on `io`.
 ///
@@ -40,6 +38,8 @@ pub fn register(io: &SocketIo, state: &AppState) {
         let state = state.clone();
         let middleware = async move |s: SocketRef, TryData(auth): TryData<Value>| {
             crate::auth::socket::authenticate(&state, &s, &auth.unwrap_or(Value::Null))?;
+            s.extensions
+                .insert(RequestBudget::new(state.config.limits.request_rate));
             handlers(&s);
             Ok::<(), crate::auth::socket::Unauthorized>(())
         };
@@ -67,22 +67,34 @@ fn gateway_handlers(s: &SocketRef) {
 
 /// `auth:whoami {}` → `{ ok, user_id, role, method }`: who this socket is
 /// signed in as.
-async fn whoami(Extension(identity): Extension<Identity>, ack: AckSender) {
-    ack::ok(
-        ack,
+async fn whoami(
+    Extension(identity): Extension<Identity>,
+    Admitted(admitted): Admitted,
+    ack: AckSender,
+) {
+    let result = admitted.map(|()| {
         serde_json::json!({
             "user_id": identity.user_id,
             "role": identity.role,
             "method": identity.method,
-        }),
-    );
+        })
+    });
+    ack::reply(ack, result);
 }
 
-async fn unknown_event(s: SocketRef, Event(event): Event, ack: AckSender) {
-    tracing::debug!(namespace = s.ns(), event, "unknown event");
-    ack::err(
-        ack,
-        ErrorCode::NotFound,
-        format!("unknown event {event:?} on {}", s.ns()),
-    );
+async fn unknown_event(
+    s: SocketRef,
+    Event(event): Event,
+    Admitted(admitted): Admitted,
+    ack: AckSender,
+) {
+    tracing::debug!(namespace = s.ns(), ?event, "unknown event");
+    let result = admitted.and_then(|()| {
+        let shown: String = event.chars().take(100).collect();
+        Err::<(), _>(ApiError::NotFound(format!(
+            "unknown event {shown:?} on {}",
+            s.ns()
+        )))
+    });
+    ack::reply(ack, result);
 }

@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, Extension, SocketRef, State};
 
-use super::{ack, payload};
+use super::{Request, ack};
 use crate::auth::Identity;
 use crate::engine::Execute;
 use crate::payload::parse;
@@ -19,11 +19,11 @@ pub fn register(s: &SocketRef) {
 async fn execute(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
-    TryData(data): TryData<Value>,
+    Request(data): Request<Value>,
     ack: AckSender,
 ) {
     let result = async {
-        let request: Execute = parse(payload(data)?)?;
+        let request: Execute = parse(data?)?;
         state.engine.execute(&me, request).await
     };
     ack::reply(ack, result.await);
@@ -38,11 +38,11 @@ struct Stop {
 async fn stop(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
-    TryData(data): TryData<Value>,
+    Request(data): Request<Value>,
     ack: AckSender,
 ) {
     let result = async {
-        let request: Stop = parse(payload(data)?)?;
+        let request: Stop = parse(data?)?;
         let stopped = state.engine.stop(&me, &request.session_id).await?;
         Ok(json!({ "stopped": stopped }))
     };

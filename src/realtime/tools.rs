@@ -4,14 +4,13 @@
 
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{AckSender, Extension, SocketRef, State};
 use socketioxide::socket::DisconnectReason;
 
-use super::{ack, payload};
+use super::{Request, ack};
 use crate::auth::Identity;
 use crate::engine::Answerer;
 use crate::engine::calls::{Approval, GatewayResult, UserResult};
-use crate::error::ApiError;
 use crate::payload::parse;
 use crate::state::AppState;
 
@@ -33,7 +32,7 @@ async fn register(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
     // A one-tuple: socketioxide hands a bare `RawValue` the whole packet.
-    TryData(data): TryData<(Box<RawValue>,)>,
+    Request(data): Request<(Box<RawValue>,)>,
     ack: AckSender,
 ) {
     let max_gateways = state.config.limits.max_gateways_per_user;
@@ -44,9 +43,7 @@ async fn register(
                 .register_gateway(&me, &s, request, max_gateways)
                 .await
         }
-        Err(_) => Err(ApiError::InvalidPayload(
-            "expected one object argument".into(),
-        )),
+        Err(error) => Err(error),
     };
     match result {
         Ok(gateway) => {
@@ -60,11 +57,11 @@ async fn register(
 async fn gateway_result(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
-    TryData(data): TryData<Value>,
+    Request(data): Request<Value>,
     ack: AckSender,
 ) {
     let result = async {
-        let request: GatewayResult = parse(payload(data)?)?;
+        let request: GatewayResult = parse(data?)?;
         state
             .engine
             .tool_result(
@@ -82,11 +79,11 @@ async fn gateway_result(
 async fn user_result(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
-    TryData(data): TryData<Value>,
+    Request(data): Request<Value>,
     ack: AckSender,
 ) {
     let result = async {
-        let request: UserResult = parse(payload(data)?)?;
+        let request: UserResult = parse(data?)?;
         let from = Answerer::User {
             session_id: &request.session_id,
         };
@@ -107,11 +104,11 @@ async fn user_result(
 async fn approval(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
-    TryData(data): TryData<Value>,
+    Request(data): Request<Value>,
     ack: AckSender,
 ) {
     let result = async {
-        let request: Approval = parse(payload(data)?)?;
+        let request: Approval = parse(data?)?;
         state.engine.tool_approval(&me, request).await
     };
     ack::reply(ack, result.await.map(|()| json!({})));

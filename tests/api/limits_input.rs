@@ -406,3 +406,80 @@ async fn ingest_is_limited_per_user_in_events_and_bytes_with_a_retry_hint() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn requests_past_a_sockets_budget_are_answered_rate_limited_and_others_are_unaffected() {
+    let server = ServerBuilder::with_auth()
+        .env("SWITCHBOARD_REQUEST_RATE", "10/min")
+        .spawn()
+        .await;
+    let socket = server.agent("tok-alice").await;
+    let mut answers = Vec::new();
+    for i in 0..15 {
+        let event = if i % 2 == 0 { "auth:whoami" } else { "no:such" };
+        answers.push(socket.request(event, json!({})).await);
+    }
+    let refused: Vec<&Value> = answers
+        .iter()
+        .filter(|a| a["error"]["code"] == "rate_limited")
+        .collect();
+    assert_eq!(refused.len(), 5, "{answers:?}");
+    assert!(
+        answers[..10]
+            .iter()
+            .all(|a| a["error"]["code"] != "rate_limited")
+    );
+    let retry = refused[0]["error"]["retry_after_ms"].as_u64().unwrap();
+    assert!(
+        retry > 0 && retry <= 6_000,
+        "one request every 6 s: {retry}"
+    );
+    // Another connection, even of the same user, has a budget of its own.
+    let other = server.agent("tok-alice").await;
+    assert_eq!(other.request("auth:whoami", json!({})).await["ok"], true);
+    // The refused requests did nothing: nor did the socket go away.
+    let ack = socket.request("session:create", json!({})).await;
+    assert_eq!(ack["error"]["code"], "rate_limited", "{ack}");
+    let ack = other.request("session:list", json!({})).await;
+    assert_eq!(ack["sessions"], json!([]));
+}
+
+#[tokio::test]
+async fn a_connection_subscribes_to_at_most_256_sessions() {
+    let server = ServerBuilder::with_auth()
+        .env("SWITCHBOARD_SESSION_RATE", "unlimited")
+        .env("SWITCHBOARD_REQUEST_RATE", "unlimited")
+        .spawn()
+        .await;
+    let socket = server.agent("tok-alice").await;
+    let mut sessions = Vec::new();
+    for _ in 0..257 {
+        sessions.push(server.create_session("tok-alice").await);
+    }
+    for session in &sessions[..256] {
+        let ack = socket
+            .request("session:subscribe", json!({ "session_id": session }))
+            .await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    let ack = socket
+        .request("session:subscribe", json!({ "session_id": sessions[256] }))
+        .await;
+    assert_eq!(ack["error"]["code"], "conflict", "{ack}");
+    // Subscribing again to one it has is no new subscription.
+    let ack = socket
+        .request(
+            "session:subscribe",
+            json!({ "session_id": sessions[0], "after_seq": 0 }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let ack = socket
+        .request("session:unsubscribe", json!({ "session_id": sessions[0] }))
+        .await;
+    assert_eq!(ack["ok"], true);
+    let ack = socket
+        .request("session:subscribe", json!({ "session_id": sessions[256] }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+}
