@@ -85,6 +85,10 @@ pub fn router(state: AppState, socketio: socketioxide::layer::SocketIoLayer) -> 
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            json_payload_too_large,
+        ))
         .layer(socketio)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(HandshakeLimiter::new(&state.config.limits)),
@@ -150,6 +154,29 @@ async fn refuse_while_stopping(
         return response;
     }
     next.run(request).await
+}
+
+/// The body limit's own 413 (a `Content-Length` over the limit) as this
+/// API's JSON error, like every other refusal.
+async fn json_payload_too_large(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    response: axum::response::Response,
+) -> axum::response::Response {
+    let is_json = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return response;
+    }
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::TooLarge,
+        format!(
+            "the request body is larger than {} bytes (SWITCHBOARD_MAX_BODY_BYTES)",
+            state.config.max_body_bytes
+        ),
+    )
 }
 
 async fn not_found() -> axum::response::Response {

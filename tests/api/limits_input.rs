@@ -483,3 +483,30 @@ async fn a_connection_subscribes_to_at_most_256_sessions() {
         .await;
     assert_eq!(ack["ok"], true, "{ack}");
 }
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_with_a_json_413_before_it_is_read() {
+    let server = ServerBuilder::with_auth()
+        .env("SWITCHBOARD_MAX_BODY_BYTES", "1024")
+        .spawn()
+        .await;
+    let response = server
+        .http
+        .post(server.http("/v1/sessions"))
+        .bearer_auth("tok-alice")
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"title":"{}"}}"#, "x".repeat(4096)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.expect("a JSON error");
+    assert_eq!(body["error"]["code"], "too_large");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SWITCHBOARD_MAX_BODY_BYTES"),
+        "{body}"
+    );
+}
