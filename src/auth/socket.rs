@@ -4,6 +4,7 @@ use serde_json::Value;
 use socketioxide::extract::SocketRef;
 
 use super::{Attempt, Context, Failure, Identity};
+use crate::http::client::ClientAddr;
 use crate::state::AppState;
 
 /// The refusal sent to the client as `connect_error`; the official client
@@ -48,6 +49,11 @@ fn log_handshake(socket: &SocketRef, attempt: &Attempt) {
     )
     .increment(1);
     let transport = format!("{:?}", socket.transport_type()).to_lowercase();
+    let client = socket
+        .req_parts()
+        .extensions
+        .get::<ClientAddr>()
+        .map(|client| client.0.to_string());
     match &attempt.result {
         Ok(Identity { user_id, role, .. }) => tracing::info!(
             target: "switchboard::handshake",
@@ -57,6 +63,7 @@ fn log_handshake(socket: &SocketRef, attempt: &Attempt) {
             user = %user_id,
             role = ?role,
             transport,
+            client,
             socket_id = %socket.id,
             "handshake"
         ),
@@ -73,6 +80,7 @@ fn log_handshake(socket: &SocketRef, attempt: &Attempt) {
                 outcome = "refused",
                 reason = %reason,
                 transport,
+                client,
                 socket_id = %socket.id,
                 suppressed,
                 "handshake"

@@ -83,7 +83,7 @@ pub async fn limit_handshakes(
                 tracing::warn!(
                     client = %client.0,
                     reason = %refusal,
-                    similar_refusals_not_logged = held_back,
+                    suppressed = held_back,
                     "refused a Socket.IO handshake"
                 );
             }

@@ -75,7 +75,7 @@ pub async fn refuse_unknown_hosts(
             host = ?host.unwrap_or_default(),
             client = %super::client::ClientAddr::of(&request).0,
             path = request.uri().path(),
-            similar_refusals_not_logged = held_back,
+            suppressed = held_back,
             "refused a request for a Host not in SWITCHBOARD_ALLOWED_HOSTS"
         );
     }

@@ -192,7 +192,7 @@ impl Caps {
                 client = %peer,
                 cap,
                 setting,
-                similar_refusals_not_logged = held_back,
+                suppressed = held_back,
                 "connection refused: {}",
                 match refusal {
                     Refusal::Total => "too many open connections",

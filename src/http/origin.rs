@@ -84,7 +84,7 @@ pub async fn refuse_foreign_origins(
                     origin = ?origin,
                     client = %ClientAddr::of(&request).0,
                     path = request.uri().path(),
-                    similar_refusals_not_logged = held_back,
+                    suppressed = held_back,
                     "refused a request from a disallowed origin"
                 );
             }

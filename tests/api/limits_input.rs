@@ -510,3 +510,19 @@ async fn a_body_over_the_limit_is_refused_with_a_json_413_before_it_is_read() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn handshake_log_lines_name_the_client_address() {
+    let mut server = ServerBuilder::with_auth().spawn().await;
+    let socket = server.agent("tok-alice").await;
+    let line = server
+        .wait_for_log(|l| l["message"] == "handshake" && l["outcome"] == "accepted")
+        .await;
+    assert_eq!(line["client"], "127.0.0.1", "{line}");
+    socket.disconnect().await;
+    let _ = server.socket("/agent").token("tok-wrong").connect().await;
+    let line = server
+        .wait_for_log(|l| l["message"] == "handshake" && l["outcome"] == "refused")
+        .await;
+    assert_eq!(line["client"], "127.0.0.1", "{line}");
+}
