@@ -20,7 +20,15 @@ import { httpApi, startServer } from '../helpers.mjs';
 const EVENTS = Number(process.argv[2] ?? 20_000);
 const TOKEN = 'tok-bench';
 
-const server = await startServer({ env: { SWITCHBOARD_API_TOKENS: `bench:${TOKEN}` } });
+// The benchmark loads a long session as fast as it can: lift the per-user
+// ingest rates (README, "Limits") that a real producer would stay under.
+const server = await startServer({
+  env: {
+    SWITCHBOARD_API_TOKENS: `bench:${TOKEN}`,
+    SWITCHBOARD_INGEST_RATE: 'unlimited',
+    SWITCHBOARD_INGEST_BYTES_RATE: 'unlimited',
+  },
+});
 const profile = await mkdtemp(join(tmpdir(), 'switchboard-bench-chromium-'));
 try {
   const api = httpApi(server, TOKEN);
