@@ -12,22 +12,31 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
-/// The deepest nesting of arrays and objects accepted in client JSON: a
-/// scalar or `{}` is depth 1, `{"a": [1]}` depth 2.
+/// The deepest nesting of arrays and objects accepted in client JSON: each
+/// array or object is one level (`{}` is 1, `{"a": [1]}` is 2).
 pub const MAX_JSON_DEPTH: usize = 64;
 
 /// Decodes `value` into `T`. The error names the offending field
 /// (`after_seq: invalid type: string "x", expected i64`).
 pub fn parse<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        if path == "." {
-            ApiError::InvalidPayload(inner.to_string())
-        } else {
-            ApiError::InvalidPayload(format!("{path}: {inner}"))
-        }
-    })
+    serde_path_to_error::deserialize(value).map_err(invalid)
+}
+
+/// Decodes JSON text, kept as the client sent it, into `T`; the error
+/// names the field, as [`parse`]'s does.
+pub fn parse_raw<T: DeserializeOwned>(raw: &RawValue) -> Result<T, ApiError> {
+    let mut json = serde_json::Deserializer::from_str(raw.get());
+    serde_path_to_error::deserialize(&mut json).map_err(invalid)
+}
+
+fn invalid(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    if path == "." {
+        ApiError::InvalidPayload(inner.to_string())
+    } else {
+        ApiError::InvalidPayload(format!("{path}: {inner}"))
+    }
 }
 
 /// `limit` within `1..=max`, `default` when absent.

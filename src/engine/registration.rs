@@ -58,24 +58,10 @@ pub(super) fn check_size(raw: &RawValue) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Decodes a request kept as JSON text; the error names the field.
-fn parse<T: serde::de::DeserializeOwned>(raw: &RawValue) -> Result<T, ApiError> {
-    let mut json = serde_json::Deserializer::from_str(raw.get());
-    serde_path_to_error::deserialize(&mut json).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        if path == "." {
-            ApiError::InvalidPayload(inner.to_string())
-        } else {
-            ApiError::InvalidPayload(format!("{path}: {inner}"))
-        }
-    })
-}
-
 /// Decodes a `gateway:register` and checks its `gateway_id`; blocking
 /// (the payload may be a MiB of JSON).
 pub(super) fn decode(raw: &RawValue) -> Result<Register, ApiError> {
-    let request: Register = parse(raw)?;
+    let request: Register = crate::payload::parse_raw(raw)?;
     check_gateway_id(&request.gateway_id)?;
     Ok(request)
 }
