@@ -390,6 +390,25 @@ impl TestServer {
         last
     }
 
+    /// `POST` of a JSON body with a bearer token: (status, body).
+    pub async fn post(
+        &self,
+        token: &str,
+        path: &str,
+        body: &Value,
+    ) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.http(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("post");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// `GET` with a bearer token: (status, body).
     pub async fn get(&self, token: &str, path: &str) -> (reqwest::StatusCode, Value) {
         let response = self

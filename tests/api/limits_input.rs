@@ -98,16 +98,14 @@ async fn producer_data_nested_deeper_than_64_or_with_a_lone_surrogate_is_refused
 async fn session_metadata_nested_deeper_than_64_is_refused_over_http_and_socket_io() {
     let server = ServerBuilder::with_auth().spawn().await;
     let deep: Value = serde_json::from_str(&nested(65)).unwrap();
-    let response = server
-        .http
-        .post(server.http("/v1/sessions"))
-        .bearer_auth("tok-alice")
-        .json(&json!({ "metadata": { "tree": deep } }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = server
+        .post(
+            "tok-alice",
+            "/v1/sessions",
+            &json!({ "metadata": { "tree": deep } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         body["error"]["message"]
             .as_str()
@@ -143,15 +141,10 @@ async fn nul_in_a_title_or_an_idempotency_key_is_refused_as_invalid_payload() {
             .starts_with("title"),
         "{ack}"
     );
-    let response = server
-        .http
-        .post(server.http("/v1/sessions"))
-        .bearer_auth("tok-alice")
-        .json(&json!({ "title": "\u{0}" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let (status, _) = server
+        .post("tok-alice", "/v1/sessions", &json!({ "title": "\u{0}" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let session = server.create_session("tok-alice").await;
     let (status, body) = server
@@ -340,15 +333,8 @@ async fn sessions_are_limited_per_user_in_rate_and_in_number() {
     for _ in 0..3 {
         server.create_session("tok-alice").await;
     }
-    let response = server
-        .http
-        .post(server.http("/v1/sessions"))
-        .bearer_auth("tok-alice")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = server.post("tok-alice", "/v1/sessions", &json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(
         body["error"]["message"]
             .as_str()

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::helpers::{ServerBuilder, Socket, TestServer, jwt, now};
 use crate::mock_llm::{MockLlm, Reply};
 use crate::runs::{events_until, execute, subscribed, until_idle};
+use crate::tools::{assert_no_call, gateway, run_command};
 
 /// RSS figures are in KiB.
 const KIB_PER_MIB: u64 = 1024;
@@ -344,19 +345,6 @@ async fn a_server_killed_with_a_full_queue_ends_the_queued_runs_in_one_commit_at
     );
 }
 
-fn run_command() -> Value {
-    json!({
-        "name": "run_command",
-        "description": "Runs a shell command",
-        "parameters": {
-            "type": "object",
-            "properties": { "command": { "type": "string" } },
-            "required": ["command"]
-        },
-        "requires_approval": true
-    })
-}
-
 fn read_file() -> Value {
     json!({
         "name": "read_file",
@@ -367,33 +355,6 @@ fn read_file() -> Value {
             "required": ["path"]
         }
     })
-}
-
-async fn gateway(server: &TestServer, token: &str, id: &str, tools: Vec<Value>) -> Socket {
-    let socket = server
-        .socket("/gateway")
-        .token(token)
-        .connect()
-        .await
-        .expect("connected to /gateway");
-    let ack = socket
-        .request(
-            "gateway:register",
-            json!({ "gateway_id": id, "tools": tools }),
-        )
-        .await;
-    assert_eq!(ack["ok"], true, "{ack}");
-    socket
-}
-
-/// Asserts `socket` was sent no `tool:call` (a request answered afterwards
-/// shows that anything emitted before it has arrived).
-async fn assert_no_call(socket: &mut Socket) {
-    let ack = socket.request("auth:whoami", json!({})).await;
-    assert_eq!(ack["ok"], true);
-    while let Ok((name, payload)) = socket.events.try_recv() {
-        assert_ne!(name, "tool:call", "unexpected call: {payload}");
-    }
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ fn read_file() -> Value {
     })
 }
 
-fn run_command() -> Value {
+pub(crate) fn run_command() -> Value {
     json!({
         "name": "run_command",
         "description": "Runs a shell command",
@@ -36,7 +36,12 @@ fn run_command() -> Value {
 }
 
 /// A gateway of the user of `token` that registered `tools`.
-async fn gateway(server: &TestServer, token: &str, id: &str, tools: Vec<Value>) -> Socket {
+pub(crate) async fn gateway(
+    server: &TestServer,
+    token: &str,
+    id: &str,
+    tools: Vec<Value>,
+) -> Socket {
     let socket = server
         .socket("/gateway")
         .token(token)
@@ -80,7 +85,7 @@ fn error_code(ack: &Value) -> &str {
 
 /// Asserts the socket was sent no `tool:call`: a request answered after
 /// the point of interest shows that anything emitted before has arrived.
-async fn assert_no_call(gateway: &mut Socket) {
+pub(crate) async fn assert_no_call(gateway: &mut Socket) {
     let ack = gateway.request("auth:whoami", json!({})).await;
     assert_eq!(ack["ok"], true);
     while let Ok((name, payload)) = gateway.events.try_recv() {
