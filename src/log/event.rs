@@ -51,6 +51,11 @@ struct Envelope<'a> {
 }
 
 impl Committed {
+    /// Bytes of the envelope: what holding or sending the event costs.
+    pub fn size(&self) -> usize {
+        self.json.get().len()
+    }
+
     /// `ts` is the formatted commit time ([`crate::time::format`]), shared
     /// by every event of a commit.
     pub fn new(

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use entity::{event, session};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
@@ -286,21 +286,83 @@ async fn allocate(
     Ok(heads)
 }
 
-/// Up to `limit` stored events with `seq > after`, oldest first.
-pub async fn read(
+/// Envelope bytes besides the data, the type and the run id: the keys, the
+/// session id, the seq and the timestamp (see [`Committed::new`]).
+const ENVELOPE_OVERHEAD: i64 = 128;
+
+/// A page of stored events, oldest first.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub events: Vec<Arc<Committed>>,
+    /// The page stopped at its byte bound: more events are stored after it.
+    pub cut: bool,
+}
+
+/// Up to `limit` stored events with `seq > after`, oldest first, holding at
+/// most `max_bytes` of envelopes but always at least one event, so that a
+/// reader never gets stuck. Only the events kept are loaded: their sizes
+/// come first, from the stored lengths, which neither SQLite (3.43 or
+/// later, bundled) nor PostgreSQL reads the data to answer.
+pub async fn read_page(
     db: &impl ConnectionTrait,
     session_id: &SessionId,
     after: Seq,
     limit: u64,
-) -> Result<Vec<Arc<Committed>>, DbErr> {
-    let rows = event::Entity::find()
+    max_bytes: usize,
+) -> Result<Page, DbErr> {
+    let sizes: Vec<(Seq, i64)> = event::Entity::find()
+        .select_only()
+        .column(event::Column::Seq)
+        .column_as(stored_size(), "size")
         .filter(event::Column::SessionId.eq(session_id.as_str()))
         .filter(event::Column::Seq.gt(after))
         .order_by_asc(event::Column::Seq)
         .limit(limit)
+        .into_tuple()
         .all(db)
         .await?;
-    Ok(Committed::from_rows(rows))
+    let kept = fitting(sizes.iter().map(|(_, size)| *size), max_bytes);
+    let Some(&(last, _)) = kept.checked_sub(1).and_then(|i| sizes.get(i)) else {
+        return Ok(Page::default());
+    };
+    let rows = event::Entity::find()
+        .filter(event::Column::SessionId.eq(session_id.as_str()))
+        .filter(event::Column::Seq.gt(after))
+        .filter(event::Column::Seq.lte(last))
+        .order_by_asc(event::Column::Seq)
+        .all(db)
+        .await?;
+    Ok(Page {
+        events: Committed::from_rows(rows),
+        cut: kept < sizes.len(),
+    })
+}
+
+/// An event's envelope size from its stored columns, without reading them.
+fn stored_size() -> Expr {
+    let octets =
+        |column: event::Column| Expr::from(Func::cust("octet_length").arg(Expr::col(column)));
+    let run_id = Func::coalesce([octets(event::Column::RunId), Expr::val(0)]);
+    let sum = octets(event::Column::Data)
+        .add(octets(event::Column::Kind))
+        .add(run_id)
+        .add(ENVELOPE_OVERHEAD);
+    Func::cast_as(sum, "BIGINT").into()
+}
+
+/// How many of the leading `sizes` fit in `max_bytes`: at least one.
+pub fn fitting(sizes: impl IntoIterator<Item = i64>, max_bytes: usize) -> usize {
+    let max = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+    let mut total: i64 = 0;
+    let mut count = 0;
+    for size in sizes {
+        total = total.saturating_add(Ord::max(size, 0));
+        if count > 0 && total > max {
+            break;
+        }
+        count += 1;
+    }
+    count
 }
 
 /// The session's owner, head and oldest stored seq.
