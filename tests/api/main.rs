@@ -7,6 +7,7 @@ mod handshake;
 mod helpers;
 mod http;
 mod ingest;
+mod limits_pages;
 mod log;
 mod log_commits;
 mod mock_llm;
