@@ -80,7 +80,7 @@ impl Committed {
 
     /// Rebuilds stored events' envelopes (rows of one commit share a
     /// timestamp, formatted once).
-    pub fn from_rows(rows: Vec<entity::event::Model>) -> Vec<Arc<Self>> {
+    pub fn from_rows(session_id: &str, rows: impl IntoIterator<Item = Stored>) -> Vec<Arc<Self>> {
         let mut last: Option<(DateTime<Utc>, String)> = None;
         rows.into_iter()
             .map(|row| {
@@ -95,7 +95,7 @@ impl Committed {
                 let data = RawValue::from_string(row.data)
                     .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("valid JSON"));
                 Self::new(
-                    &row.session_id,
+                    session_id,
                     row.seq,
                     &row.kind,
                     row.run_id.as_deref(),
@@ -105,6 +105,17 @@ impl Committed {
             })
             .collect()
     }
+}
+
+/// A stored event's columns, as read back ([`Committed::from_rows`]).
+#[derive(Debug)]
+pub struct Stored {
+    pub seq: Seq,
+    pub kind: String,
+    pub run_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// JSON, as stored.
+    pub data: String,
 }
 
 /// Event types a producer may append over HTTP.
