@@ -327,6 +327,7 @@ impl Config {
                     .or(file.retention_max_events)
                     .filter(|n| *n > 0),
                 max_age: s.retention_max_age.or(file.retention_max_age),
+                page_bytes: limits.max_page_bytes,
                 lag_timeout: s
                     .lag_timeout
                     .or(file.lag_timeout)

@@ -159,13 +159,16 @@ pub async fn read(
     }
     let truncated = after < session.first_seq - 1;
     let from = after.max(session.first_seq - 1);
-    let events = state.log.read(&id, from, limit).await?;
-    let next_after_seq = events
+    // At most `limit` events and a page of bytes; a page cut short by
+    // either says where to continue.
+    let page = state.log.read_page(&id, from, limit).await?;
+    let next_after_seq = page
+        .events
         .last()
-        .filter(|_| events.len() as u64 == limit)
+        .filter(|_| page.cut || page.events.len() as u64 == limit)
         .map(|e| e.seq);
     Ok(Json(EventPage {
-        events: events.iter().map(|e| &*e.json).collect(),
+        events: page.events.iter().map(|e| &*e.json).collect(),
         head_seq: session.head_seq,
         first_seq: session.first_seq,
         truncated: truncated.then_some(true),
@@ -202,7 +205,8 @@ pub struct StreamQuery {
     after_seq: Option<Seq>,
 }
 
-/// Events buffered per SSE stream before it falls back to catch-up.
+/// Events buffered per SSE stream before it falls back to catch-up (and at
+/// most a page of bytes of them).
 const SSE_BUFFER: usize = 256;
 
 /// `GET /v1/sessions/{id}/stream`: Server-Sent Events, `id:` = seq, resuming
@@ -226,7 +230,7 @@ pub async fn stream(
         .transpose()?;
     let after = non_negative(last_event_id.or(query.after_seq).unwrap_or(0))?;
 
-    let (sink, rx) = Sink::channel(SSE_BUFFER);
+    let (sink, rx) = Sink::channel(SSE_BUFFER, state.config.limits.max_page_bytes);
     let sink_id = sink.id();
     let pending = state
         .log
@@ -244,8 +248,11 @@ pub async fn stream(
         session: id,
         sink: sink_id,
     };
-    let events = ReceiverStream::new(rx).map(move |event| {
+    // A queued event's bytes count against the buffer until it is written
+    // into its SSE frame here.
+    let events = ReceiverStream::new(rx).map(move |queued| {
         let _keep = &guard;
+        let event = &queued.event;
         Ok(Event::default()
             .id(event.seq.to_string())
             .data(event.json.get()))

@@ -45,5 +45,8 @@ pub async fn list_messages(
     Query(query): Query<messages::ListMessages>,
 ) -> Result<Json<messages::MessagePage>, ApiError> {
     let (id, _) = sessions::resolve(&state.db, &me, &id, "session id").await?;
-    Ok(Json(messages::list(&state.db, &id, query).await?))
+    let max_bytes = state.config.limits.max_page_bytes;
+    Ok(Json(
+        messages::list(&state.db, &id, query, max_bytes).await?,
+    ))
 }

@@ -51,6 +51,11 @@ struct Envelope<'a> {
 }
 
 impl Committed {
+    /// Bytes of the envelope: what holding or sending the event costs.
+    pub fn size(&self) -> usize {
+        self.json.get().len()
+    }
+
     /// `ts` is the formatted commit time ([`crate::time::format`]), shared
     /// by every event of a commit.
     pub fn new(
@@ -75,7 +80,7 @@ impl Committed {
 
     /// Rebuilds stored events' envelopes (rows of one commit share a
     /// timestamp, formatted once).
-    pub fn from_rows(rows: Vec<entity::event::Model>) -> Vec<Arc<Self>> {
+    pub fn from_rows(session_id: &str, rows: impl IntoIterator<Item = Stored>) -> Vec<Arc<Self>> {
         let mut last: Option<(DateTime<Utc>, String)> = None;
         rows.into_iter()
             .map(|row| {
@@ -90,7 +95,7 @@ impl Committed {
                 let data = RawValue::from_string(row.data)
                     .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("valid JSON"));
                 Self::new(
-                    &row.session_id,
+                    session_id,
                     row.seq,
                     &row.kind,
                     row.run_id.as_deref(),
@@ -100,6 +105,17 @@ impl Committed {
             })
             .collect()
     }
+}
+
+/// A stored event's columns, as read back ([`Committed::from_rows`]).
+#[derive(Debug)]
+pub struct Stored {
+    pub seq: Seq,
+    pub kind: String,
+    pub run_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// JSON, as stored.
+    pub data: String,
 }
 
 /// The longest producer-defined type name (`x.…`), in bytes.

@@ -24,21 +24,28 @@
 //! - A subscriber that cannot take a single event for `lag_timeout` is sent
 //!   `session:lagged { session_id, last_seq }` and dropped; it resubscribes
 //!   with `after_seq = last_seq` when it can keep up again.
+//! - **Bounded by bytes.** Every page read from the database (HTTP pages,
+//!   catch-up batches) holds at most `page_bytes` of events, but at least
+//!   one; the tail is bounded per session and across sessions
+//!   ([`tail`]); at most `catch_up_reads` catch-ups read a page from the
+//!   database at once, so a reconnect storm holds a few pages, not one per
+//!   subscriber.
 
 pub mod event;
 pub mod sink;
 pub mod store;
 mod subscription;
+mod tail;
 mod writer;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::AtomicBool;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -48,6 +55,7 @@ use crate::ids::{Seq, SessionId};
 pub use event::{Committed, NewEvent, Window};
 pub use sink::{Sink, SinkId};
 use store::{Outcome, StoreError};
+use tail::Tail;
 
 /// Tunables of the log.
 #[derive(Debug, Clone)]
@@ -58,6 +66,15 @@ pub struct Settings {
     pub max_age: Option<Duration>,
     /// Recent events kept in memory per active session, for cheap catch-up.
     pub tail_len: usize,
+    /// Bytes of recent events kept in memory per active session.
+    pub tail_bytes: usize,
+    /// Bytes of recent events kept in memory across every active session.
+    pub tail_bytes_total: usize,
+    /// Bytes of events in one page read from the log (at least one event):
+    /// `SWITCHBOARD_MAX_PAGE_BYTES`.
+    pub page_bytes: usize,
+    /// Catch-ups reading a page from the database at once.
+    pub catch_up_reads: usize,
     /// How long a subscriber may accept nothing before it is dropped.
     pub lag_timeout: Duration,
 }
@@ -68,6 +85,10 @@ impl Default for Settings {
             max_events: None,
             max_age: None,
             tail_len: 1024,
+            tail_bytes: 1024 * 1024,
+            tail_bytes_total: 64 * 1024 * 1024,
+            page_bytes: 4 * 1024 * 1024,
+            catch_up_reads: 4,
             lag_timeout: Duration::from_secs(30),
         }
     }
@@ -106,6 +127,10 @@ struct Inner {
     writer: Option<DatabaseConnection>,
     settings: Settings,
     sessions: Mutex<HashMap<SessionId, Arc<SessionLog>>>,
+    /// Bytes held by every session's tail.
+    tail_bytes: Arc<AtomicUsize>,
+    /// Permits to read a catch-up page from the database.
+    catch_up_reads: Arc<Semaphore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -123,6 +148,8 @@ struct SessionLog {
     settings: Settings,
     tx: mpsc::Sender<AppendRequest>,
     state: Mutex<State>,
+    /// Shared by every session ([`Inner::catch_up_reads`]).
+    catch_up_reads: Arc<Semaphore>,
     tasks: TaskTracker,
 }
 
@@ -130,7 +157,7 @@ struct State {
     /// The highest seq published.
     head: Seq,
     /// The last published events, contiguous, ending at `head`.
-    tail: VecDeque<Arc<Committed>>,
+    tail: Tail,
     subscribers: HashMap<SinkId, Subscriber>,
 }
 
@@ -228,8 +255,10 @@ impl EventLog {
                 committer,
                 writer,
                 db,
+                catch_up_reads: Arc::new(Semaphore::new(settings.catch_up_reads.max(1))),
                 settings,
                 sessions: Mutex::default(),
+                tail_bytes: Arc::default(),
                 tasks,
                 shutdown,
             }),
@@ -379,14 +408,26 @@ impl EventLog {
             .cloned()
     }
 
-    /// Stored events after `after`, oldest first.
+    /// Stored events after `after`, oldest first: at most `limit` of them
+    /// and a page of bytes ([`store::read_page`]).
+    pub async fn read_page(
+        &self,
+        session: &SessionId,
+        after: Seq,
+        limit: u64,
+    ) -> Result<store::Page, ApiError> {
+        let max_bytes = self.inner.settings.page_bytes;
+        Ok(store::read_page(&self.inner.db, session, after, limit, max_bytes).await?)
+    }
+
+    /// The events of [`EventLog::read_page`].
     pub async fn read(
         &self,
         session: &SessionId,
         after: Seq,
         limit: u64,
     ) -> Result<Vec<Arc<Committed>>, ApiError> {
-        Ok(store::read(&self.inner.db, session, after, limit).await?)
+        Ok(self.read_page(session, after, limit).await?.events)
     }
 
     /// The session's writer state, created on first use.
@@ -411,9 +452,10 @@ impl EventLog {
             tx,
             state: Mutex::new(State {
                 head: window.head_seq,
-                tail: VecDeque::new(),
+                tail: Tail::new(&self.inner.settings, self.inner.tail_bytes.clone()),
                 subscribers: HashMap::new(),
             }),
+            catch_up_reads: self.inner.catch_up_reads.clone(),
             tasks: self.inner.tasks.clone(),
         });
         sessions.insert(id.clone(), log.clone());

@@ -1,16 +1,23 @@
 //! Where a subscriber's events go: a Socket.IO socket (`agent:event`) or a
 //! channel (an SSE stream). Delivery never waits: a full sink says so, and
 //! its subscription switches to catch-up.
+//!
+//! A channel is bounded by events and by bytes: each queued event holds a
+//! share of the channel's byte budget until the reader takes it and drops
+//! it (an event larger than the budget takes all of it, so one always
+//! fits). A socket is bounded by socketioxide's packet count only: its
+//! public API tells neither how many bytes a socket has queued nor when a
+//! packet has left the queue.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc};
 
 use super::event::Committed;
-use std::sync::Arc;
 
 /// The Socket.IO event that carries session events.
 pub const EVENT: &str = "agent:event";
@@ -30,7 +37,32 @@ pub enum SinkId {
 #[derive(Clone)]
 pub enum Sink {
     Socket(SocketRef),
-    Channel(u64, mpsc::Sender<Arc<Committed>>),
+    Channel(Channel),
+}
+
+/// The sending end of a channel sink.
+#[derive(Clone)]
+pub struct Channel {
+    id: u64,
+    tx: mpsc::Sender<Queued>,
+    /// Permits are bytes not yet queued.
+    room: Arc<Semaphore>,
+    max_bytes: usize,
+}
+
+/// An event in a channel sink: its bytes count against the channel's bound
+/// until it is dropped.
+pub struct Queued {
+    pub event: Arc<Committed>,
+    _bytes: OwnedSemaphorePermit,
+}
+
+impl Channel {
+    /// The permits `event` takes: its size, or the whole budget.
+    fn share(&self, event: &Committed) -> u32 {
+        let bytes = event.size().min(self.max_bytes);
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
 }
 
 pub enum Delivery {
@@ -40,17 +72,24 @@ pub enum Delivery {
 }
 
 impl Sink {
-    /// A channel sink and its receiving end.
-    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<Arc<Committed>>) {
+    /// A channel sink that queues at most `capacity` events and `max_bytes`
+    /// of them (at least one), and its receiving end.
+    pub fn channel(capacity: usize, max_bytes: usize) -> (Self, mpsc::Receiver<Queued>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let id = NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed);
-        (Sink::Channel(id, tx), rx)
+        let max_bytes = max_bytes.clamp(1, u32::MAX as usize);
+        let channel = Channel {
+            id: NEXT_CHANNEL.fetch_add(1, Ordering::Relaxed),
+            tx,
+            room: Arc::new(Semaphore::new(max_bytes)),
+            max_bytes,
+        };
+        (Sink::Channel(channel), rx)
     }
 
     pub fn id(&self) -> SinkId {
         match self {
             Sink::Socket(socket) => SinkId::Socket(socket.id),
-            Sink::Channel(id, _) => SinkId::Channel(*id),
+            Sink::Channel(channel) => SinkId::Channel(channel.id),
         }
     }
 
@@ -66,17 +105,32 @@ impl Sink {
                     Delivery::Closed
                 }
             },
-            Sink::Channel(_, tx) => match tx.try_send(event.clone()) {
-                Ok(()) => Delivery::Sent,
-                Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
-                Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Closed,
-            },
+            Sink::Channel(channel) => {
+                let bytes = match channel
+                    .room
+                    .clone()
+                    .try_acquire_many_owned(channel.share(event))
+                {
+                    Ok(bytes) => bytes,
+                    Err(TryAcquireError::NoPermits) => return Delivery::Full,
+                    Err(TryAcquireError::Closed) => return Delivery::Closed,
+                };
+                let queued = Queued {
+                    event: event.clone(),
+                    _bytes: bytes,
+                };
+                match channel.tx.try_send(queued) {
+                    Ok(()) => Delivery::Sent,
+                    Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
+                    Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Closed,
+                }
+            }
         }
     }
 
-    /// Waits a little for room after the `attempt`-th [`Delivery::Full`]
-    /// in a row.
-    pub async fn wait_for_room(&self, attempt: u32) {
+    /// Waits a little for room for `next` after the `attempt`-th
+    /// [`Delivery::Full`] in a row.
+    pub async fn wait_for_room(&self, next: &Committed, attempt: u32) {
         match self {
             // socketioxide has no readiness signal. Its buffer drains as fast
             // as the transport writes, usually within microseconds: yield
@@ -87,8 +141,12 @@ impl Sink {
                 16..=200 => tokio::time::sleep(Duration::from_millis(1)).await,
                 _ => tokio::time::sleep(Duration::from_millis(10)).await,
             },
-            Sink::Channel(_, tx) => {
-                let _ = tokio::time::timeout(Duration::from_millis(100), tx.reserve()).await;
+            Sink::Channel(channel) => {
+                let room = async {
+                    let _slot = channel.tx.reserve().await;
+                    let _bytes = channel.room.acquire_many(channel.share(next)).await;
+                };
+                let _ = tokio::time::timeout(Duration::from_millis(100), room).await;
             }
         }
     }

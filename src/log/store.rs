@@ -7,15 +7,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use entity::{event, session};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 
 use super::Effect;
-use super::event::{Committed, NewEvent, Window};
+use super::event::{Committed, NewEvent, Stored, Window};
 use crate::ids::{Seq, SessionId};
 
 /// Rows per INSERT (and sessions per seq allocation): SQLite allows 32,766
@@ -227,7 +228,7 @@ fn fixed_chunks(mut n: usize) -> impl Iterator<Item = usize> {
 async fn allocate(
     txn: &DatabaseTransaction,
     totals: &[(&str, i64)],
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
 ) -> Result<Vec<(String, Seq, Seq)>, DbErr> {
     let mut heads = Vec::with_capacity(totals.len());
     if txn.get_database_backend() != DbBackend::Sqlite || totals.len() == 1 {
@@ -286,21 +287,148 @@ async fn allocate(
     Ok(heads)
 }
 
-/// Up to `limit` stored events with `seq > after`, oldest first.
-pub async fn read(
+/// Envelope bytes besides the data, the type and the run id: the keys, the
+/// session id, the seq and the timestamp (see [`Committed::new`]).
+const ENVELOPE_OVERHEAD: i64 = 128;
+
+/// A page of stored events, oldest first.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub events: Vec<Arc<Committed>>,
+    /// The page stopped at its byte bound: more events are stored after it.
+    pub cut: bool,
+}
+
+/// A row of [`read_page`]'s query: the event's size, and its data and
+/// commit time when it is small enough to load before knowing whether it
+/// fits.
+#[derive(Debug, FromQueryResult)]
+struct SizedRow {
+    seq: Seq,
+    kind: String,
+    run_id: Option<String>,
+    size: i64,
+    created_at: Option<DateTime<Utc>>,
+    data: Option<String>,
+}
+
+/// Up to `limit` stored events with `seq > after`, oldest first, holding at
+/// most `max_bytes` of envelopes but always at least one event, so that a
+/// reader never gets stuck.
+///
+/// Nothing is loaded that the page does not keep, beyond `max_bytes`: one
+/// query reads every candidate's size, from the stored lengths (which
+/// neither SQLite, 3.43 or later and bundled, nor PostgreSQL reads the data
+/// to answer), and the data of those of at most `max_bytes / limit` bytes
+/// (`limit` of them fit in a page); a second query, only when needed, loads
+/// the larger ones that fit. The commit time is loaded with the data: on
+/// SQLite it is stored after it, and reaching it walks the data's overflow
+/// pages.
+pub async fn read_page(
     db: &impl ConnectionTrait,
     session_id: &SessionId,
     after: Seq,
     limit: u64,
-) -> Result<Vec<Arc<Committed>>, DbErr> {
-    let rows = event::Entity::find()
+    max_bytes: usize,
+) -> Result<Page, DbErr> {
+    let per_event = max_bytes as u64 / Ord::max(limit, 1);
+    let small = i64::try_from(per_event).unwrap_or(i64::MAX);
+    let if_small = |column: event::Column| -> Expr {
+        Expr::case(octets(event::Column::Data).lte(small), Expr::col(column))
+            .finally(Expr::null())
+            .into()
+    };
+    let mut rows: Vec<SizedRow> = event::Entity::find()
+        .select_only()
+        .column(event::Column::Seq)
+        .column_as(Expr::col(event::Column::Kind), "kind")
+        .column(event::Column::RunId)
+        .column_as(stored_size(), "size")
+        .column_as(if_small(event::Column::CreatedAt), "created_at")
+        .column_as(if_small(event::Column::Data), "data")
         .filter(event::Column::SessionId.eq(session_id.as_str()))
         .filter(event::Column::Seq.gt(after))
         .order_by_asc(event::Column::Seq)
         .limit(limit)
+        .into_model()
         .all(db)
         .await?;
-    Ok(Committed::from_rows(rows))
+    let kept = fitting(rows.iter().map(|row| row.size), max_bytes);
+    let cut = kept < rows.len();
+    rows.truncate(kept);
+
+    let large: Vec<Seq> = rows
+        .iter()
+        .filter(|row| row.data.is_none())
+        .map(|row| row.seq)
+        .collect();
+    if !large.is_empty() {
+        // Data first: SQLite then reaches the commit time through the
+        // overflow pages it has just read, instead of walking them twice.
+        let mut loaded: HashMap<Seq, (String, DateTime<Utc>)> = event::Entity::find()
+            .select_only()
+            .column(event::Column::Seq)
+            .column(event::Column::Data)
+            .column(event::Column::CreatedAt)
+            .filter(event::Column::SessionId.eq(session_id.as_str()))
+            .filter(event::Column::Seq.is_in(large))
+            .into_tuple::<(Seq, String, DateTime<Utc>)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|(seq, data, created_at)| (seq, (data, created_at)))
+            .collect();
+        for row in &mut rows {
+            if let Some((data, created_at)) = loaded.remove(&row.seq) {
+                row.created_at = Some(created_at);
+                row.data = Some(data);
+            }
+        }
+    }
+    // A row gone in between (pruned) ends the page there.
+    let stored = rows.into_iter().map_while(|row| {
+        Some(Stored {
+            created_at: row.created_at?,
+            data: row.data?,
+            seq: row.seq,
+            kind: row.kind,
+            run_id: row.run_id,
+        })
+    });
+    Ok(Page {
+        events: Committed::from_rows(session_id.as_str(), stored),
+        cut,
+    })
+}
+
+/// `octet_length(column)`: answered from the stored length, not the data.
+fn octets(column: event::Column) -> Expr {
+    Func::cust("octet_length").arg(Expr::col(column)).into()
+}
+
+/// An event's envelope size from its stored columns, without reading them.
+fn stored_size() -> Expr {
+    let run_id = Func::coalesce([octets(event::Column::RunId), Expr::val(0)]);
+    let sum = octets(event::Column::Data)
+        .add(octets(event::Column::Kind))
+        .add(run_id)
+        .add(ENVELOPE_OVERHEAD);
+    Func::cast_as(sum, "BIGINT").into()
+}
+
+/// How many of the leading `sizes` fit in `max_bytes`: at least one.
+pub fn fitting(sizes: impl IntoIterator<Item = i64>, max_bytes: usize) -> usize {
+    let max = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+    let mut total: i64 = 0;
+    let mut count = 0;
+    for size in sizes {
+        total = total.saturating_add(Ord::max(size, 0));
+        if count > 0 && total > max {
+            break;
+        }
+        count += 1;
+    }
+    count
 }
 
 /// The session's owner, head and oldest stored seq.
@@ -331,7 +459,7 @@ pub async fn window(
 /// `first_seq` to its oldest remaining event (or past its head).
 pub async fn prune_older_than(
     db: &DatabaseConnection,
-    cutoff: chrono::DateTime<chrono::Utc>,
+    cutoff: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
     let txn = crate::db::begin_write(db).await?;
     let sessions: Vec<String> = event::Entity::find()

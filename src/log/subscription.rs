@@ -6,16 +6,24 @@
 //! happen under the session's state lock, which is what makes the seam
 //! between replay and live delivery exact.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio::sync::SemaphorePermit;
 
 use super::sink::{Delivery, Sink, SinkId};
 use super::{Committed, SessionLog, State, Subscriber, store};
 use crate::ids::Seq;
 
-/// Events read from the database per catch-up page.
-const PAGE: u64 = 500;
+/// Events in one catch-up page at most (and at most `page_bytes` of them).
+const PAGE: usize = 500;
+/// While its sink is full, a catch-up keeps at most this part of the page
+/// it was delivering (but at least the event that did not fit); the rest
+/// is read again once the sink has room. A stalled subscriber thus holds
+/// little besides what its sink already holds.
+const KEPT_WHILE_FULL: usize = 16;
 
 impl SessionLog {
     /// Registers `sink` (replacing an earlier subscription of the same sink)
@@ -74,9 +82,7 @@ impl SessionLog {
                 self.spawn_catch_up(id.clone(), sub.sink.clone(), sub.cancelled.clone(), *head);
             }
         }
-        tail.extend(events.iter().cloned());
-        let excess = tail.len().saturating_sub(self.settings.tail_len);
-        tail.drain(..excess);
+        tail.extend(events);
         *head = last.seq;
 
         let mut closed = Vec::new();
@@ -125,20 +131,123 @@ impl SessionLog {
         self.tasks
             .spawn(catch_up(self.clone(), id, sink, cancelled, cursor));
     }
+}
 
-    /// Up to `max` tail events after `cursor`, when the tail still has the
-    /// one right after it.
-    fn from_tail(state: &State, cursor: Seq, max: usize) -> Option<Vec<Arc<Committed>>> {
-        let oldest = state.tail.front()?.seq;
-        if oldest > cursor + 1 {
-            return None;
+/// How handing a page over to a sink went.
+enum Handed {
+    All,
+    /// The sink is full; the events not handed over are left in the page.
+    Full,
+    Closed,
+    Cancelled,
+}
+
+/// Hands events over from the front of `page` until the sink is full,
+/// moving `cursor` to the last one handed over.
+fn hand_over(
+    sink: &Sink,
+    page: &mut VecDeque<Arc<Committed>>,
+    cursor: &mut Seq,
+    cancelled: &AtomicBool,
+) -> (Handed, u64) {
+    let mut sent = 0;
+    let handed = loop {
+        let Some(event) = page.front() else {
+            break Handed::All;
+        };
+        if cancelled.load(Ordering::SeqCst) {
+            break Handed::Cancelled;
         }
-        let skip = usize::try_from(cursor + 1 - oldest).ok()?;
-        Some(state.tail.iter().skip(skip).take(max).cloned().collect())
+        match sink.deliver(event) {
+            Delivery::Sent => {
+                *cursor = event.seq;
+                sent += 1;
+                page.pop_front();
+            }
+            Delivery::Full => break Handed::Full,
+            Delivery::Closed => break Handed::Closed,
+        }
+    };
+    metrics::counter!(crate::metrics::DELIVERIES).increment(sent);
+    (handed, sent)
+}
+
+/// How long a catch-up's sink has been full, and how often it was found so.
+#[derive(Default)]
+struct Stall {
+    since: Option<Instant>,
+    attempt: u32,
+}
+
+impl Stall {
+    fn progressed(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Waits a little for room for `next`; false once the sink has been full
+    /// for longer than `lag_timeout`.
+    async fn wait(&mut self, sink: &Sink, next: &Committed, lag_timeout: Duration) -> bool {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() > lag_timeout {
+            return false;
+        }
+        sink.wait_for_room(next, self.attempt).await;
+        self.attempt += 1;
+        true
     }
 }
 
-/// Delivers everything after `cursor` to one subscriber, then makes it live.
+/// What follows a catch-up's cursor.
+enum Next<'a> {
+    /// Nothing: the subscriber is live now.
+    Live,
+    /// A page, with the permit it holds when it was read from the database.
+    Page(Vec<Arc<Committed>>, Option<SemaphorePermit<'a>>),
+    /// The database read failed; try again.
+    Retry,
+}
+
+/// The next page after `cursor`: from the tail when it has it, otherwise
+/// from the database under a read permit. Makes the subscriber live,
+/// under the state lock, when there is nothing after `cursor`.
+async fn next_page<'a>(
+    log: &'a SessionLog,
+    id: &SinkId,
+    cancelled: &Arc<AtomicBool>,
+    cursor: Seq,
+) -> Next<'a> {
+    let page_bytes = log.settings.page_bytes;
+    let from_tail = {
+        let mut state = log.state.lock().expect("log state");
+        if cursor >= state.head {
+            if let Some(sub) = state.subscribers.get_mut(id)
+                && Arc::ptr_eq(&sub.cancelled, cancelled)
+            {
+                sub.live = true;
+            }
+            return Next::Live;
+        }
+        state.tail.after(cursor, PAGE, page_bytes)
+    };
+    if let Some(page) = from_tail {
+        return Next::Page(page, None);
+    }
+    // The semaphore is never closed; were it, reading without is harmless.
+    let permit = log.catch_up_reads.acquire().await.ok();
+    match store::read_page(&log.db, &log.id, cursor, PAGE as u64, page_bytes).await {
+        Ok(page) => Next::Page(page.events, permit),
+        Err(error) => {
+            drop(permit);
+            tracing::warn!(session_id = %log.id, %error, "catch-up read failed; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Next::Retry
+        }
+    }
+}
+
+/// Delivers everything after `cursor` to one subscriber, a page at a time,
+/// then makes it live. While its sink is full it keeps only a little of
+/// the page it was delivering ([`KEPT_WHILE_FULL`]) and no read permit.
 async fn catch_up(
     log: Arc<SessionLog>,
     id: SinkId,
@@ -146,68 +255,54 @@ async fn catch_up(
     cancelled: Arc<AtomicBool>,
     mut cursor: Seq,
 ) {
-    let mut stalled_since: Option<Instant> = None;
-    let mut attempt = 0;
+    let mut stall = Stall::default();
+    // Read but not yet delivered: the sink was full.
+    let mut held: VecDeque<Arc<Committed>> = VecDeque::new();
     loop {
         if cancelled.load(Ordering::SeqCst) {
             return;
         }
-        let from_tail = {
-            let mut state = log.state.lock().expect("log state");
-            if cursor >= state.head {
-                if let Some(sub) = state.subscribers.get_mut(&id)
-                    && Arc::ptr_eq(&sub.cancelled, &cancelled)
-                {
-                    sub.live = true;
-                }
+        let handed = if let Some(next) = held.front() {
+            if !stall.wait(&sink, next, log.settings.lag_timeout).await {
+                drop_lagging(&log, &id, &sink, &cancelled, cursor);
                 return;
             }
-            SessionLog::from_tail(&state, cursor, PAGE as usize)
+            hand_over(&sink, &mut held, &mut cursor, &cancelled)
+        } else {
+            let (page, permit) = match next_page(&log, &id, &cancelled, cursor).await {
+                Next::Live => return,
+                Next::Retry => continue,
+                Next::Page(page, permit) => (page, permit),
+            };
+            if page.first().is_none_or(|e| e.seq != cursor + 1) {
+                // What comes next was pruned while this subscriber was behind.
+                drop_lagging(&log, &id, &sink, &cancelled, cursor);
+                return;
+            }
+            let mut page = VecDeque::from(page);
+            let handed = hand_over(&sink, &mut page, &mut cursor, &cancelled);
+            if let (Handed::Full, _) = handed {
+                let kept = store::fitting(
+                    page.iter().map(|e| e.size() as i64),
+                    log.settings.page_bytes / KEPT_WHILE_FULL,
+                );
+                page.truncate(kept);
+                held = page;
+            }
+            drop(permit);
+            handed
         };
-        let page = match from_tail {
-            Some(page) => page,
-            None => match store::read(&log.db, &log.id, cursor, PAGE).await {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::warn!(session_id = %log.id, %error, "catch-up read failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    continue;
-                }
-            },
-        };
-        if page.first().is_none_or(|e| e.seq != cursor + 1) {
-            // What comes next was pruned while this subscriber was behind.
-            drop_lagging(&log, &id, &sink, &cancelled, cursor);
-            return;
-        }
-        metrics::counter!(crate::metrics::DELIVERIES).increment(page.len() as u64);
-        for event in &page {
-            loop {
-                if cancelled.load(Ordering::SeqCst) {
-                    return;
-                }
-                match sink.deliver(event) {
-                    Delivery::Sent => {
-                        cursor = event.seq;
-                        stalled_since = None;
-                        attempt = 0;
-                        break;
-                    }
-                    Delivery::Full => {
-                        let since = *stalled_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() > log.settings.lag_timeout {
-                            drop_lagging(&log, &id, &sink, &cancelled, cursor);
-                            return;
-                        }
-                        sink.wait_for_room(attempt).await;
-                        attempt += 1;
-                    }
-                    Delivery::Closed => {
-                        log.remove(&id, Some(&cancelled));
-                        return;
-                    }
+        match handed {
+            (Handed::All | Handed::Full, sent) => {
+                if sent > 0 {
+                    stall.progressed();
                 }
             }
+            (Handed::Closed, _) => {
+                log.remove(&id, Some(&cancelled));
+                return;
+            }
+            (Handed::Cancelled, _) => return,
         }
     }
 }

@@ -190,7 +190,7 @@ async fn list_messages(
             before: request.before,
             limit: request.limit,
         };
-        messages::list(&state.db, &id, page).await
+        messages::list(&state.db, &id, page, state.config.limits.max_page_bytes).await
     };
     ack::reply(ack, result.await);
 }

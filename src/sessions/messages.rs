@@ -1,9 +1,11 @@
 //! Reading a session's conversation: messages newest first (by the seq of
-//! the event that made each final), paginated. Runs write them
-//! ([`crate::engine`]).
+//! the event that made each final), paginated by count and by bytes (a page
+//! holds at most `SWITCHBOARD_MAX_PAGE_BYTES` of stored text, but at least
+//! one message). Runs write them ([`crate::engine`]).
 
 use chrono::{DateTime, Utc};
 use entity::message;
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -56,15 +58,27 @@ pub struct MessagePage {
     pub next_before: Option<String>,
 }
 
+/// Bytes of a message's view besides its content, tool calls and tool call
+/// id: the keys, id, role, status and timestamp.
+const VIEW_OVERHEAD: i64 = 160;
+
+/// A page of messages, newest first: at most `limit` (`request.limit`) and
+/// `max_bytes` of stored text, but at least one. Their sizes are read first,
+/// from the stored lengths, so that only the messages kept are loaded.
 pub async fn list(
     db: &impl ConnectionTrait,
     session: &SessionId,
     request: ListMessages,
+    max_bytes: usize,
 ) -> Result<MessagePage, ApiError> {
     let limit = crate::payload::limit(request.limit, 50, 500)?;
     let mut query = message::Entity::find()
+        .select_only()
+        .column(message::Column::Id)
+        .column_as(stored_size(), "size")
         .filter(message::Column::SessionId.eq(session.as_str()))
         .order_by_desc(message::Column::Seq)
+        .order_by_desc(message::Column::Id)
         .limit(limit);
     if let Some(before) = &request.before {
         if uuid::Uuid::parse_str(before).is_err() {
@@ -84,12 +98,43 @@ pub async fn list(
         })?;
         query = query.filter(message::Column::Seq.lt(seq));
     }
-    let messages: Vec<MessageView> = query.all(db).await?.into_iter().map(Into::into).collect();
-    let next_before = (messages.len() as u64 == limit)
+    let sizes: Vec<(String, i64)> = query.into_tuple().all(db).await?;
+    let kept = crate::log::store::fitting(sizes.iter().map(|(_, size)| *size), max_bytes);
+    let ids = sizes[..kept].iter().map(|(id, _)| id.as_str());
+    let messages: Vec<MessageView> = if kept == 0 {
+        Vec::new()
+    } else {
+        message::Entity::find()
+            .filter(message::Column::SessionId.eq(session.as_str()))
+            .filter(message::Column::Id.is_in(ids))
+            .order_by_desc(message::Column::Seq)
+            .order_by_desc(message::Column::Id)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    };
+    let cut = kept < sizes.len();
+    let next_before = (cut || messages.len() as u64 == limit)
         .then(|| messages.last().map(|m| m.id.clone()))
         .flatten();
     Ok(MessagePage {
         messages,
         next_before,
     })
+}
+
+/// A message's view size from its stored columns, without reading them
+/// (see [`crate::log::store::read_page`]).
+fn stored_size() -> Expr {
+    let octets = |column: message::Column| {
+        let length = Expr::from(Func::cust("octet_length").arg(Expr::col(column)));
+        Expr::from(Func::coalesce([length, Expr::val(0)]))
+    };
+    let sum = octets(message::Column::Content)
+        .add(octets(message::Column::ToolCalls))
+        .add(octets(message::Column::ToolCallId))
+        .add(VIEW_OVERHEAD);
+    Func::cast_as(sum, "BIGINT").into()
 }

@@ -9,6 +9,7 @@ mod http;
 mod ingest;
 mod limits_gateways;
 mod limits_input;
+mod limits_pages;
 mod limits_runs;
 mod limits_transport;
 mod log;
