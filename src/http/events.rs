@@ -57,7 +57,7 @@ pub async fn append(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let id = sessions::parse_id(&id, "session id")?;
-    state.log.authorize(&id, &me).await?;
+    state.log.authorize_append(&id, &me).await?;
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BATCH_BYTES)
         .await
         .map_err(|_| {

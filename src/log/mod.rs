@@ -367,15 +367,16 @@ impl EventLog {
         })
     }
 
-    /// Checks that `caller` may act on the session, like
-    /// [`crate::sessions::load_for`], without a query while the session's
+    /// Checks that `caller` owns the session and may append to it, like
+    /// [`crate::sessions::load_owned`], without a query while the session's
     /// log is active (the hot path of producers appending event by event).
-    pub async fn authorize(&self, session: &SessionId, caller: &Identity) -> Result<(), ApiError> {
+    pub async fn authorize_append(
+        &self,
+        session: &SessionId,
+        caller: &Identity,
+    ) -> Result<(), ApiError> {
         let log = self.session(session).await?;
-        if log.owner != caller.user_id.as_str() && !caller.is_admin() {
-            return Err(ApiError::forbidden());
-        }
-        Ok(())
+        crate::sessions::check_owner(&log.owner, caller)
     }
 
     /// Sends a notice that is not logged (`agent:heartbeat`) to the

@@ -258,7 +258,7 @@ pub async fn resolve_owned(
 }
 
 /// Loads a session for what only its owner may do — execute, approve or
-/// deny a tool call, answer a question: `forbidden` for everyone else,
+/// deny a tool call, answer a question, append events: `forbidden` for everyone else,
 /// admins included, with none of the session's data.
 pub async fn load_owned(
     db: &impl ConnectionTrait,
@@ -266,18 +266,25 @@ pub async fn load_owned(
     id: &SessionId,
 ) -> Result<session::Model, ApiError> {
     let session = find(db, id).await?;
-    if session.owner != caller.user_id.as_str() {
-        return Err(if caller.is_admin() {
-            ApiError::Forbidden(
-                "only the session's owner may run, approve or answer in it \
-                 (an admin may read, subscribe and stop)"
-                    .into(),
-            )
-        } else {
-            ApiError::forbidden()
-        });
-    }
+    check_owner(&session.owner, caller)?;
     Ok(session)
+}
+
+/// The owner-only rule, for a session owned by `owner`: `forbidden` for
+/// everyone else, admins included.
+pub fn check_owner(owner: &str, caller: &Identity) -> Result<(), ApiError> {
+    if owner == caller.user_id.as_str() {
+        return Ok(());
+    }
+    Err(if caller.is_admin() {
+        ApiError::Forbidden(
+            "only the session's owner may run, approve, answer or append in it \
+             (an admin may read, subscribe and stop)"
+                .into(),
+        )
+    } else {
+        ApiError::forbidden()
+    })
 }
 
 async fn find(db: &impl ConnectionTrait, id: &SessionId) -> Result<session::Model, ApiError> {

@@ -512,3 +512,23 @@ async fn handshake_log_lines_name_the_client_address() {
         .await;
     assert_eq!(line["client"], "127.0.0.1", "{line}");
 }
+
+#[tokio::test]
+async fn an_admin_reads_a_users_session_but_cannot_append_to_it() {
+    let server = ServerBuilder::with_auth().spawn().await;
+    let session = server.create_session("tok-alice").await;
+    let admin = jwt(json!({ "sub": "root", "exp": now() + 600, "role": "admin" }));
+    let (status, body) = server
+        .append(&admin, &session, json!({ "events": [info("from root")] }))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, page) = server
+        .get(&admin, &format!("/v1/sessions/{session}/events"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["events"], json!([]), "nothing was appended");
+    let (status, _) = server
+        .append("tok-alice", &session, json!({ "events": [info("mine")] }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
