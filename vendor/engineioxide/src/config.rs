@@ -24,6 +24,7 @@
 //!     .ping_timeout(Duration::from_millis(200))   // Set the ping timeout to 200ms
 //!     .max_payload(1e6 as u64)                    // Set the max payload to a given size
 //!     .max_buffer_size(1024)                      // Set a custom buffer size
+//!     .max_buffer_bytes(4 << 20)                  // Bound the buffer by bytes as well
 //!     .build();
 //!
 //! // Create an engine io service with a custom config
@@ -59,6 +60,16 @@ pub struct EngineIoConfig {
     ///
     /// Defaults to 128 packets
     pub max_buffer_size: usize,
+
+    /// The maximum number of bytes of packets that can be buffered per connection before being
+    /// emitted to the client.
+    ///
+    /// Once the buffered packets reach this size the `emit()` and `reserve()` methods return an
+    /// error, until the transport has sent some of them. A packet is always accepted while the
+    /// buffer holds less: a single packet may be larger than this limit.
+    ///
+    /// Defaults to `usize::MAX` (only [`max_buffer_size`](Self::max_buffer_size) applies).
+    pub max_buffer_bytes: usize,
 
     /// The maximum number of bytes that can be received per http request.
     /// Defaults to 100KB.
@@ -97,6 +108,7 @@ impl Default for EngineIoConfig {
             ping_timeout: Duration::from_millis(20000),
             upgrade_timeout: Duration::from_millis(10000),
             max_buffer_size: 128,
+            max_buffer_bytes: usize::MAX,
             max_payload: 1e5 as u64, // 100kb
             ws_read_buffer_size: 4096,
             ws_max_message_size: 64 << 20,
@@ -200,6 +212,21 @@ impl EngineIoConfigBuilder {
     /// ```
     pub fn max_buffer_size(mut self, max_buffer_size: usize) -> Self {
         self.config.max_buffer_size = max_buffer_size;
+        self
+    }
+
+    /// The maximum number of bytes of packets that can be buffered per connection before being
+    /// emitted to the client.
+    ///
+    /// Once the buffered packets reach this size the `emit()` and `reserve()` methods return an
+    /// error, until the transport has sent some of them. A packet is always accepted while the
+    /// buffer holds less: a single packet may be larger than this limit.
+    ///
+    /// It bounds the memory a client that stops reading can make the server hold, whatever the
+    /// size of the packets. Defaults to `usize::MAX` (only [`max_buffer_size`](Self::max_buffer_size)
+    /// applies).
+    pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
+        self.config.max_buffer_bytes = max_buffer_bytes;
         self
     }
 

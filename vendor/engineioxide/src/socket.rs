@@ -59,7 +59,7 @@ use std::{
     fmt::Debug,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -116,17 +116,18 @@ impl From<&Error> for Option<DisconnectReason> {
 /// A permit holds a place in the internal channel to send one packet to the client.
 pub struct Permit<'a> {
     inner: mpsc::Permit<'a, PacketBuf>,
+    buffered: &'a BufferedBytes,
 }
 impl Permit<'_> {
     /// Consume the permit and emit a message to the client.
     #[inline]
     pub fn emit(self, msg: Str) {
-        self.inner.send(smallvec![Packet::Message(msg)]);
+        self.queue(smallvec![Packet::Message(msg)]);
     }
     /// Consume the permit and emit a binary message to the client.
     #[inline]
     pub fn emit_binary(self, data: Bytes) {
-        self.inner.send(smallvec![Packet::Binary(data)]);
+        self.queue(smallvec![Packet::Binary(data)]);
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -138,7 +139,7 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(packets);
+        self.queue(packets);
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -150,8 +151,57 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
+        self.queue(packets);
+    }
+
+    /// Every packet enters the internal channel here, so that its bytes are
+    /// counted until a transport takes it off the channel.
+    fn queue(self, packets: PacketBuf) {
+        self.buffered.add(&packets);
         self.inner.send(packets);
     }
+}
+
+/// The bytes of the packets waiting in a socket's internal channel: counted
+/// when a [`Permit`] queues them, uncounted when a transport takes them off
+/// the channel (the websocket writer, a polling request's encoder).
+#[derive(Debug)]
+pub(crate) struct BufferedBytes {
+    bytes: AtomicUsize,
+    /// [`EngineIoConfig::max_buffer_bytes`]
+    max: usize,
+}
+
+impl BufferedBytes {
+    fn new(max: usize) -> Self {
+        Self {
+            bytes: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    fn add(&self, packets: &PacketBuf) {
+        self.bytes
+            .fetch_add(size_of_packets(packets), Ordering::Relaxed);
+    }
+
+    /// To be called by a transport for each [`PacketBuf`] it takes off the
+    /// internal channel.
+    pub(crate) fn remove(&self, packets: &PacketBuf) {
+        self.bytes
+            .fetch_sub(size_of_packets(packets), Ordering::Relaxed);
+    }
+
+    /// Whether the buffered bytes have reached the maximum. A packet is
+    /// queued whenever they are below it, however large it is.
+    fn is_full(&self) -> bool {
+        self.bytes.load(Ordering::Relaxed) >= self.max
+    }
+}
+
+/// The size of packets as they are sent over a websocket.
+fn size_of_packets(packets: &PacketBuf) -> usize {
+    packets.iter().map(|p| p.get_size_hint(false)).sum()
 }
 
 #[derive(Debug)]
@@ -216,6 +266,9 @@ where
     /// Channel to send [PacketBuf] to the internal connection
     pub(crate) internal_tx: mpsc::Sender<PacketBuf>,
 
+    /// The bytes of the packets in the internal channel
+    pub(crate) buffered_bytes: BufferedBytes,
+
     /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
     /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
     /// message is retained; subsequent volatile sends overwrite the previous one.
@@ -267,6 +320,7 @@ where
 
             internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
             internal_tx,
+            buffered_bytes: BufferedBytes::new(config.max_buffer_bytes),
 
             volatile_tx,
 
@@ -283,18 +337,60 @@ where
         }
     }
 
+    /// Sends a packet of data to the connection, unless the buffered bytes have reached
+    /// [`EngineIoConfig::max_buffer_bytes`].
+    fn send_data(&self, packet: Packet) -> Result<(), TrySendError<Packet>> {
+        if self.buffered_bytes.is_full() {
+            return Err(self.full_or_closed(packet));
+        }
+        self.send(packet)
+    }
+
+    /// The error for a packet that finds the buffer full.
+    fn full_or_closed<T>(&self, value: T) -> TrySendError<T> {
+        if self.internal_tx.is_closed() {
+            TrySendError::Closed(value)
+        } else {
+            TrySendError::Full(value)
+        }
+    }
+
     /// Sends a packet to the connection.
     pub(crate) fn send(&self, packet: Packet) -> Result<(), TrySendError<Packet>> {
         #[cfg(feature = "tracing")]
         tracing::debug!(?packet, "sending packet");
 
-        self.internal_tx
-            .try_send(smallvec![packet])
-            .map_err(|p| match p {
-                TrySendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
-                TrySendError::Closed(mut p) => TrySendError::Closed(p.pop().unwrap()),
-            })?;
+        self.try_queue(packet)
+    }
+
+    /// Queues a packet if the internal channel has a free slot. It does not check
+    /// [`EngineIoConfig::max_buffer_bytes`]: control packets take this way.
+    fn try_queue(&self, packet: Packet) -> Result<(), TrySendError<Packet>> {
+        match self.internal_tx.try_reserve() {
+            Ok(inner) => {
+                self.permit(inner).queue(smallvec![packet]);
+                Ok(())
+            }
+            Err(TrySendError::Full(())) => Err(TrySendError::Full(packet)),
+            Err(TrySendError::Closed(())) => Err(TrySendError::Closed(packet)),
+        }
+    }
+
+    /// Queues a control packet, waiting for a free slot in the internal channel.
+    pub(crate) async fn send_waiting(
+        &self,
+        packet: Packet,
+    ) -> Result<(), mpsc::error::SendError<()>> {
+        let inner = self.internal_tx.reserve().await?;
+        self.permit(inner).queue(smallvec![packet]);
         Ok(())
+    }
+
+    fn permit<'a>(&'a self, inner: mpsc::Permit<'a, PacketBuf>) -> Permit<'a> {
+        Permit {
+            inner,
+            buffered: &self.buffered_bytes,
+        }
     }
     pub(crate) fn is_upgrading(&self) -> bool {
         self.upgrading.load(Ordering::Relaxed)
@@ -370,8 +466,7 @@ where
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "emitting ping");
 
-            self.internal_tx
-                .try_send(smallvec![Packet::Ping])
+            self.try_queue(Packet::Ping)
                 .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
@@ -407,8 +502,7 @@ where
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "ping received, sending pong");
-            self.internal_tx
-                .try_send(smallvec![Packet::Pong])
+            self.try_queue(Packet::Pong)
                 .map_err(|_| Error::HeartbeatTimeout)?;
         }
     }
@@ -438,12 +532,16 @@ where
     /// Reserve `n` permits to emit multiple messages and ensure that there is enough
     /// space in the internal chan.
     ///
-    /// If the internal chan is full, the function will return a [`TrySendError::Full`] error.
+    /// If the internal chan is full, or if the bytes buffered in it have reached
+    /// [`EngineIoConfig::max_buffer_bytes`], the function will return a [`TrySendError::Full`] error.
     /// If the socket is closed, the function will return a [`TrySendError::Closed`] error.
     #[inline]
     pub fn reserve(&self) -> Result<Permit<'_>, TrySendError<()>> {
+        if self.buffered_bytes.is_full() {
+            return Err(self.full_or_closed(()));
+        }
         let permit = self.internal_tx.try_reserve()?;
-        Ok(Permit { inner: permit })
+        Ok(self.permit(permit))
     }
 
     /// Emits a message to the client.
@@ -454,10 +552,11 @@ where
     ///
     /// ⚠️ If the buffer is full or the socket is disconnected, an error will be returned with the original data
     pub fn emit(&self, msg: impl Into<Str>) -> Result<(), TrySendError<Str>> {
-        self.send(Packet::Message(msg.into())).map_err(|e| match e {
-            TrySendError::Full(p) => TrySendError::Full(p.into_message()),
-            TrySendError::Closed(p) => TrySendError::Closed(p.into_message()),
-        })
+        self.send_data(Packet::Message(msg.into()))
+            .map_err(|e| match e {
+                TrySendError::Full(p) => TrySendError::Full(p.into_message()),
+                TrySendError::Closed(p) => TrySendError::Closed(p.into_message()),
+            })
     }
 
     /// Immediately closes the socket and the underlying connection.
@@ -490,9 +589,9 @@ where
     /// ⚠️ If the buffer is full or the socket is disconnected, an error will be returned with the original data
     pub fn emit_binary<B: Into<Bytes>>(&self, data: B) -> Result<(), TrySendError<Bytes>> {
         if self.protocol == ProtocolVersion::V3 {
-            self.send(Packet::BinaryV3(data.into()))
+            self.send_data(Packet::BinaryV3(data.into()))
         } else {
-            self.send(Packet::Binary(data.into()))
+            self.send_data(Packet::Binary(data.into()))
         }
         .map_err(|e| match e {
             TrySendError::Full(p) => TrySendError::Full(p.into_binary()),
@@ -618,6 +717,7 @@ where
 
             internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
             internal_tx,
+            buffered_bytes: BufferedBytes::new(usize::MAX),
 
             volatile_tx,
 
@@ -638,6 +738,7 @@ where
         tokio::spawn(async move {
             let mut internal_rx = sock_clone.internal_rx.try_lock().unwrap();
             while let Some(packets) = internal_rx.buffered_rx.recv().await {
+                sock_clone.buffered_bytes.remove(&packets);
                 for packet in packets {
                     tx.send(packet).await.unwrap();
                 }
@@ -645,5 +746,99 @@ where
         });
 
         (sock, rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn socket(max_buffer_bytes: usize) -> Socket<()> {
+        let config = EngineIoConfig::builder()
+            .max_buffer_bytes(max_buffer_bytes)
+            .build();
+        Socket::new(
+            ProtocolVersion::V4,
+            TransportType::Websocket,
+            &config,
+            http::Request::<()>::default().into_parts().0,
+            Box::new(|_, _| ()),
+            false,
+        )
+    }
+
+    /// Takes the oldest packets off the internal channel, as a transport does.
+    fn take(socket: &Socket<()>) -> PacketBuf {
+        let mut rx = socket.internal_rx.try_lock().unwrap();
+        let packets = rx.buffered_rx.try_recv().unwrap();
+        socket.buffered_bytes.remove(&packets);
+        packets
+    }
+
+    #[test]
+    fn buffer_is_full_once_its_bytes_reach_max_buffer_bytes() {
+        // "hello" is sent as "4hello": 6 bytes.
+        let socket = socket(10);
+        socket.emit("hello").unwrap();
+        // Accepted: the buffer held less than 10 bytes.
+        socket.reserve().unwrap().emit("hello".into());
+
+        assert!(matches!(socket.emit("hello"), Err(TrySendError::Full(_))));
+        assert!(matches!(
+            socket.emit_binary(vec![1]),
+            Err(TrySendError::Full(_))
+        ));
+        assert!(matches!(socket.reserve(), Err(TrySendError::Full(()))));
+
+        take(&socket);
+        socket.emit("hello").unwrap();
+    }
+
+    #[test]
+    fn a_packet_larger_than_max_buffer_bytes_fits_in_an_empty_buffer() {
+        let socket = socket(4);
+        socket.emit("more than four bytes").unwrap();
+        assert!(socket.reserve().is_err());
+        take(&socket);
+        assert!(socket.reserve().is_ok());
+    }
+
+    #[test]
+    fn every_packet_counts_until_taken_off_the_channel() {
+        let socket = socket(usize::MAX);
+        socket.emit("hello").unwrap();
+        socket.emit_binary(vec![1, 2, 3]).unwrap();
+        socket
+            .reserve()
+            .unwrap()
+            .emit_many("hi".into(), [Bytes::from_static(&[1])].into());
+        socket.send(Packet::Ping).unwrap();
+        let buffered = || socket.buffered_bytes.bytes.load(Ordering::Relaxed);
+        assert_eq!(buffered(), 6 + 4 + (3 + 2) + 1);
+        for _ in 0..4 {
+            take(&socket);
+        }
+        assert_eq!(buffered(), 0);
+    }
+
+    #[test]
+    fn control_packets_are_sent_whatever_the_buffered_bytes() {
+        let socket = socket(1);
+        socket.emit("hello").unwrap();
+        assert!(socket.reserve().is_err());
+        socket.send(Packet::Ping).unwrap();
+        socket.close(DisconnectReason::ClosingServer);
+        take(&socket);
+        assert_eq!(take(&socket)[..], [Packet::Ping]);
+        assert_eq!(take(&socket)[..], [Packet::Close]);
+    }
+
+    #[test]
+    fn a_closed_socket_with_a_full_buffer_is_reported_closed() {
+        let socket = socket(1);
+        socket.emit("hello").unwrap();
+        socket.internal_rx.try_lock().unwrap().buffered_rx.close();
+        assert!(matches!(socket.reserve(), Err(TrySendError::Closed(()))));
+        assert!(matches!(socket.emit("hello"), Err(TrySendError::Closed(_))));
     }
 }

@@ -125,8 +125,9 @@ where
 
         // Prepend the packet peeked during the previous
         // polling request so it is encoded first, ahead of the newly received packets.
-        let rx_stream = stream::iter(peeked_packet.take())
-            .chain(rx_stream::EncoderStream::new(buffered_rx, volatile_rx));
+        let buffered = &socket.buffered_bytes;
+        let queued = rx_stream::EncoderStream::new(buffered_rx, buffered, volatile_rx);
+        let rx_stream = stream::iter(peeked_packet.take()).chain(queued);
 
         // Stop waiting for the next packet as soon as the session is closed. The combinator is biased
         // towards the encoder completion, so any buffered close packet is still flushed to the client.
@@ -226,28 +227,38 @@ mod rx_stream {
         task::{Context, Poll, ready},
     };
 
+    use engineioxide_core::PacketBuf;
     use futures_core::Stream;
     use pin_project_lite::pin_project;
     use tokio::sync::{mpsc, watch};
     use tokio_util::sync::ReusableBoxFuture;
 
+    use crate::socket::BufferedBytes;
+
     /// [`ReceiverStream`] is a stream that wraps a [`mpsc::Receiver`] by reference.
     /// Allowing to use it as a stream even if it is behind a mutex.
-    pub struct ReceiverStream<'a, T> {
-        inner: &'a mut mpsc::Receiver<T>,
+    ///
+    /// The packets it takes off the channel are no longer counted in the socket's buffered bytes.
+    pub struct ReceiverStream<'a> {
+        inner: &'a mut mpsc::Receiver<PacketBuf>,
+        buffered: &'a BufferedBytes,
     }
 
-    impl<'a, T> ReceiverStream<'a, T> {
-        pub fn new(inner: &'a mut mpsc::Receiver<T>) -> Self {
-            Self { inner }
+    impl<'a> ReceiverStream<'a> {
+        pub fn new(inner: &'a mut mpsc::Receiver<PacketBuf>, buffered: &'a BufferedBytes) -> Self {
+            Self { inner, buffered }
         }
     }
 
-    impl<'a, T> Stream for ReceiverStream<'a, T> {
-        type Item = T;
+    impl Stream for ReceiverStream<'_> {
+        type Item = PacketBuf;
 
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            self.inner.poll_recv(cx)
+            let packets = ready!(self.inner.poll_recv(cx));
+            if let Some(packets) = &packets {
+                self.buffered.remove(packets);
+            }
+            Poll::Ready(packets)
         }
     }
 
@@ -301,28 +312,29 @@ mod rx_stream {
 
     pin_project! {
         /// Combines a [`WatchStream`] and a [`ReceiverStream`] into a single [`Stream`].
-        pub struct EncoderStream<'a, T> {
+        pub struct EncoderStream<'a> {
             #[pin]
-            watch: WatchStream<'a, Option<T>>,
+            watch: WatchStream<'a, Option<PacketBuf>>,
             #[pin]
-            rx: ReceiverStream<'a, T>,
+            rx: ReceiverStream<'a>,
         }
     }
 
-    impl<'a, T: Clone + Send + Sync + 'static> EncoderStream<'a, T> {
+    impl<'a> EncoderStream<'a> {
         pub fn new(
-            rx: &'a mut mpsc::Receiver<T>,
-            watch: &'a mut watch::Receiver<Option<T>>,
+            rx: &'a mut mpsc::Receiver<PacketBuf>,
+            buffered: &'a BufferedBytes,
+            watch: &'a mut watch::Receiver<Option<PacketBuf>>,
         ) -> Self {
             Self {
-                rx: ReceiverStream::new(rx),
+                rx: ReceiverStream::new(rx, buffered),
                 watch: WatchStream::new(watch),
             }
         }
     }
 
-    impl<'a, T: Clone + Send + Sync + 'static> Stream for EncoderStream<'a, T> {
-        type Item = T;
+    impl Stream for EncoderStream<'_> {
+        type Item = PacketBuf;
 
         fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
             let this = self.project();
@@ -336,5 +348,50 @@ mod rx_stream {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use engineioxide_core::Str;
+
+    use super::*;
+    use crate::{Socket, config::EngineIoConfig};
+
+    #[derive(Debug)]
+    struct StubHandler;
+    impl EngineIoHandler for StubHandler {
+        type Data = ();
+        fn on_connect(self: Arc<Self>, _: Arc<Socket<()>>) {}
+        fn on_disconnect(&self, _: Arc<Socket<()>>, _: DisconnectReason) {}
+        fn on_message(self: &Arc<Self>, _: Str, _: Arc<Socket<()>>) {}
+        fn on_binary(self: &Arc<Self>, _: Bytes, _: Arc<Socket<()>>) {}
+    }
+
+    #[tokio::test]
+    async fn polling_request_makes_room_in_the_buffer_for_what_it_sends() {
+        let config = EngineIoConfig::builder().max_buffer_bytes(8).build();
+        let engine = Arc::new(EngineIo::new(Arc::new(StubHandler), config));
+        let parts = Request::<()>::default().into_parts().0;
+        let socket =
+            engine.create_session(ProtocolVersion::V4, TransportType::Polling, parts, false);
+        socket.emit("hello").unwrap();
+        socket.emit("hello").unwrap();
+        assert!(socket.reserve().is_err(), "12 bytes buffered");
+
+        let res = polling_req::<http_body_util::Empty<Bytes>, _>(
+            engine.clone(),
+            ProtocolVersion::V4,
+            socket.id,
+        )
+        .await
+        .unwrap();
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(body, "4hello\x1e4hello");
+        assert!(socket.reserve().is_ok());
     }
 }

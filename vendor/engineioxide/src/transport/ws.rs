@@ -11,7 +11,6 @@ use futures_util::{
     stream::{SplitSink, SplitStream},
 };
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
-use smallvec::smallvec;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::{
     WebSocketStream,
@@ -313,10 +312,12 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
             items = buffered_rx.recv() => {
                 match items {
                     Some(packets) => {
+                        socket.buffered_bytes.remove(&packets);
                         for item in packets {
                             map_fn!(item);
                         }
                         while let Ok(packets) = buffered_rx.try_recv() {
+                            socket.buffered_bytes.remove(&packets);
                             for item in packets {
                                 map_fn!(item);
                             }
@@ -407,8 +408,7 @@ where
 
     // We send a last Noop request to close a potential waiting polling request.
     socket
-        .internal_tx
-        .send(smallvec![Packet::Noop])
+        .send_waiting(Packet::Noop)
         .await
         .map_err(|_| Error::Upgrade)?;
 
@@ -525,6 +525,35 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(msg, Message::text("4hello"));
+    }
+
+    #[tokio::test]
+    async fn writer_makes_room_in_the_buffer_as_it_sends() {
+        let config = EngineIoConfig::builder().max_buffer_bytes(8).build();
+        let socket = Arc::new(Socket::<()>::new(
+            ProtocolVersion::V4,
+            TransportType::Websocket,
+            &config,
+            Request::<()>::default().into_parts().0,
+            Box::new(|_, _| ()),
+            false,
+        ));
+        socket.emit("hello").unwrap();
+        socket.emit("hello").unwrap();
+        assert!(socket.reserve().is_err(), "12 bytes buffered");
+
+        let (server, mut client) = ws_pair().await;
+        let (tx, _rx) = server.split();
+        tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        for _ in 0..2 {
+            let msg = tokio::time::timeout(TIMEOUT, client.next())
+                .await
+                .expect("the writer should send the packets")
+                .unwrap()
+                .unwrap();
+            assert_eq!(msg, Message::text("4hello"));
+        }
+        assert!(socket.reserve().is_ok());
     }
 
     #[tokio::test]
