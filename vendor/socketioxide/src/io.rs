@@ -204,6 +204,24 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self
     }
 
+    /// The maximum number of bytes of packets that can be buffered per connection before being
+    /// emitted to the client.
+    /// Once the buffered packets reach this size the `emit()` method will return an error, until the
+    /// transport has sent some of them. A packet is always accepted while the buffer holds less: a
+    /// single packet may be larger than this limit.
+    ///
+    /// It bounds the memory a client that stops reading can make the server hold, whatever the
+    /// size of the packets.
+    ///
+    /// Defaults to `usize::MAX` (only [`max_buffer_size`](Self::max_buffer_size) applies).
+    #[inline]
+    pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
+        self.engine_config_builder = self
+            .engine_config_builder
+            .max_buffer_bytes(max_buffer_bytes);
+        self
+    }
+
     /// The maximum size of a payload in bytes.
     /// If a payload is bigger than this value the `emit()` method will return an error.
     ///
@@ -884,6 +902,12 @@ mod tests {
         io.ns("test", async || {});
         assert!(io.get_op("test").is_some());
         assert!(io.get_op("test2").is_none());
+    }
+
+    #[test]
+    fn max_buffer_bytes_is_passed_to_the_engine() {
+        let (_, io) = SocketIo::builder().max_buffer_bytes(1 << 20).build_svc();
+        assert_eq!(io.config().engine_config.max_buffer_bytes, 1 << 20);
     }
 
     #[tokio::test]
