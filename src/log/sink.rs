@@ -5,9 +5,10 @@
 //! A channel is bounded by events and by bytes: each queued event holds a
 //! share of the channel's byte budget until the reader takes it and drops
 //! it (an event larger than the budget takes all of it, so one always
-//! fits). A socket is bounded by socketioxide's packet count only: its
-//! public API tells neither how many bytes a socket has queued nor when a
-//! packet has left the queue.
+//! fits). A socket is bounded the same way by socketioxide: at most 256
+//! packets and `SWITCHBOARD_MAX_SOCKET_BUFFER_BYTES` of them, counted until
+//! its transport takes them (an event is always queued while less is
+//! queued; see `vendor/PATCHES.md`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
