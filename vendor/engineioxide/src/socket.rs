@@ -71,7 +71,7 @@ use futures_util::FutureExt;
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
 use tokio::sync::{
-    Mutex,
+    Mutex, Notify,
     mpsc::{self, Receiver, error::TrySendError},
     watch,
 };
@@ -170,6 +170,8 @@ pub(crate) struct BufferedBytes {
     bytes: AtomicUsize,
     /// [`EngineIoConfig::max_buffer_bytes`]
     max: usize,
+    /// Notified when the bytes fall below `max`.
+    room: Notify,
 }
 
 impl BufferedBytes {
@@ -177,6 +179,7 @@ impl BufferedBytes {
         Self {
             bytes: AtomicUsize::new(0),
             max,
+            room: Notify::new(),
         }
     }
 
@@ -188,8 +191,11 @@ impl BufferedBytes {
     /// To be called by a transport for each [`PacketBuf`] it takes off the
     /// internal channel.
     pub(crate) fn remove(&self, packets: &PacketBuf) {
-        self.bytes
-            .fetch_sub(size_of_packets(packets), Ordering::Relaxed);
+        let size = size_of_packets(packets);
+        let before = self.bytes.fetch_sub(size, Ordering::Relaxed);
+        if before >= self.max && before - size < self.max {
+            self.room.notify_waiters();
+        }
     }
 
     /// Whether the buffered bytes have reached the maximum. A packet is
@@ -544,6 +550,27 @@ where
         Ok(self.permit(permit))
     }
 
+    /// Waits until the internal chan has room for a packet: until the bytes buffered in it are
+    /// below [`EngineIoConfig::max_buffer_bytes`] and it has a free slot, or until the socket is
+    /// closed.
+    ///
+    /// It reserves nothing: [`Socket::reserve`] may still fail if other tasks emit in between.
+    pub async fn writable(&self) {
+        loop {
+            // Registered before the check: a notification in between is not missed.
+            let room = self.buffered_bytes.room.notified();
+            if !self.buffered_bytes.is_full() {
+                break;
+            }
+            tokio::select! {
+                () = room => {}
+                () = self.internal_tx.closed() => return,
+            }
+        }
+        // Wait for a free slot, and give it back.
+        let _ = self.internal_tx.reserve().await;
+    }
+
     /// Emits a message to the client.
     ///
     /// If the transport is in websocket mode, the message is directly sent as a text frame.
@@ -831,6 +858,70 @@ mod tests {
         take(&socket);
         assert_eq!(take(&socket)[..], [Packet::Ping]);
         assert_eq!(take(&socket)[..], [Packet::Close]);
+    }
+
+    #[tokio::test]
+    async fn writable_waits_until_the_transport_takes_enough_bytes() {
+        let socket = Arc::new(socket(8));
+        socket.emit("hello").unwrap();
+        socket.emit("hello").unwrap();
+        let writable = tokio::spawn({
+            let socket = socket.clone();
+            async move { socket.writable().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!writable.is_finished(), "12 bytes buffered");
+
+        take(&socket);
+        tokio::time::timeout(Duration::from_secs(1), writable)
+            .await
+            .expect("6 bytes buffered")
+            .unwrap();
+        assert!(socket.reserve().is_ok());
+    }
+
+    #[tokio::test]
+    async fn writable_waits_for_a_free_slot() {
+        let config = EngineIoConfig::builder().max_buffer_size(1).build();
+        let socket = Arc::new(Socket::<()>::new(
+            ProtocolVersion::V4,
+            TransportType::Websocket,
+            &config,
+            http::Request::<()>::default().into_parts().0,
+            Box::new(|_, _| ()),
+            false,
+        ));
+        socket.emit("hello").unwrap();
+        let writable = tokio::spawn({
+            let socket = socket.clone();
+            async move { socket.writable().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!writable.is_finished(), "the only slot is taken");
+
+        take(&socket);
+        tokio::time::timeout(Duration::from_secs(1), writable)
+            .await
+            .expect("the slot is free")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn writable_returns_when_the_socket_closes() {
+        let socket = Arc::new(socket(1));
+        socket.emit("hello").unwrap();
+        let writable = tokio::spawn({
+            let socket = socket.clone();
+            async move { socket.writable().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!writable.is_finished());
+
+        socket.internal_rx.lock().await.buffered_rx.close();
+        tokio::time::timeout(Duration::from_secs(1), writable)
+            .await
+            .expect("closed")
+            .unwrap();
     }
 
     #[test]
