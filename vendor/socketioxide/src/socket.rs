@@ -671,6 +671,19 @@ impl<A: Adapter> Socket<A> {
         Ok(())
     }
 
+    /// # Wait until the socket can take a packet
+    ///
+    /// An emit fails with [`SocketError::InternalChannelFull`] while the socket's buffer is full
+    /// (see [`SocketIoBuilder::max_buffer_size`] and [`SocketIoBuilder::max_buffer_bytes`]).
+    /// This resolves once the transport has sent enough of it for one more packet, or once the
+    /// socket is closed. It reserves nothing: another emit may take the room first.
+    ///
+    /// [`SocketIoBuilder::max_buffer_size`]: crate::SocketIoBuilder#method.max_buffer_size
+    /// [`SocketIoBuilder::max_buffer_bytes`]: crate::SocketIoBuilder#method.max_buffer_bytes
+    pub async fn writable(&self) {
+        self.esocket.writable().await
+    }
+
     /// # Get the request info made by the client to connect.
     ///
     /// It might be used to retrieve the [`http::Extensions`]
@@ -942,6 +955,20 @@ mod test {
         let rx = socket.send_with_ack(ack_packet());
         tokio::task::yield_now().await;
         rx
+    }
+
+    #[tokio::test]
+    async fn writable_resolves_once_the_buffer_drains() {
+        let socket = ack_socket();
+        while socket.send(ack_packet()).is_ok() {}
+        assert!(matches!(
+            socket.emit("test", &()),
+            Err(SendError::Socket(SocketError::InternalChannelFull))
+        ));
+        tokio::time::timeout(std::time::Duration::from_secs(1), socket.writable())
+            .await
+            .unwrap();
+        socket.emit("test", &()).unwrap();
     }
 
     /// An ack stream dropped before the answer of the client has nothing to notify anymore.
