@@ -30,7 +30,8 @@ use crate::log::EventLog;
 use crate::state::AppState;
 
 /// Packets socketioxide queues per socket before an emit reports it full
-/// (and the event log switches that subscriber to catch-up).
+/// (and the event log switches that subscriber to catch-up); the bytes of
+/// them are bounded by `SWITCHBOARD_MAX_SOCKET_BUFFER_BYTES`.
 const SOCKET_BUFFER_PACKETS: usize = 256;
 /// A run that sent nothing for this long sends `agent:heartbeat` (PROTOCOL §4.3).
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -136,6 +137,7 @@ impl Application {
             .with_parser(ParserConfig::common().max_incoming_binary_buf_size(max_message_usize))
             .connect_timeout(state.config.limits.connect_timeout)
             .max_buffer_size(SOCKET_BUFFER_PACKETS)
+            .max_buffer_bytes(state.config.limits.max_socket_buffer_bytes)
             .with_state(state.clone())
             .build_layer();
         crate::realtime::register(&io, &state);

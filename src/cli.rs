@@ -302,4 +302,14 @@ pub struct LimitSettings {
     /// one is always sent) [default: 4194304]
     #[arg(long, env = "SWITCHBOARD_MAX_PAGE_BYTES", value_name = "BYTES")]
     pub max_page_bytes: Option<usize>,
+
+    /// Bytes queued for one Socket.IO connection that is not reading; its
+    /// subscriptions then catch up from the log once it reads again
+    /// [default: 4194304]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_SOCKET_BUFFER_BYTES",
+        value_name = "BYTES"
+    )]
+    pub max_socket_buffer_bytes: Option<usize>,
 }

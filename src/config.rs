@@ -171,6 +171,7 @@ struct FileConfig {
     max_queued_runs_per_user: Option<usize>,
     max_gateways_per_user: Option<usize>,
     max_page_bytes: Option<usize>,
+    max_socket_buffer_bytes: Option<usize>,
 }
 
 /// `api_tokens` in TOML: the environment's `"user:token,…"` form or a table.
@@ -410,11 +411,20 @@ impl Config {
                 "must be more than 0",
             ));
         }
-        if l.max_page_bytes < 64 * 1024 {
-            return Err(ConfigError::invalid(
-                "SWITCHBOARD_MAX_PAGE_BYTES",
-                "must be at least 64 KiB (65536)",
-            ));
+        let at_least_64_kib = [
+            ("SWITCHBOARD_MAX_PAGE_BYTES", l.max_page_bytes),
+            (
+                "SWITCHBOARD_MAX_SOCKET_BUFFER_BYTES",
+                l.max_socket_buffer_bytes,
+            ),
+        ];
+        for (name, value) in at_least_64_kib {
+            if value < 64 * 1024 {
+                return Err(ConfigError::invalid(
+                    name,
+                    "must be at least 64 KiB (65536)",
+                ));
+            }
         }
         if let Some(rate) = l.ingest_bytes_rate
             && (rate.count.get() as usize) < self.max_body_bytes
@@ -570,6 +580,10 @@ fn limits_from(s: &crate::cli::LimitSettings, file: &FileConfig) -> Result<Limit
             .max_page_bytes
             .or(file.max_page_bytes)
             .unwrap_or(d.max_page_bytes),
+        max_socket_buffer_bytes: s
+            .max_socket_buffer_bytes
+            .or(file.max_socket_buffer_bytes)
+            .unwrap_or(d.max_socket_buffer_bytes),
     })
 }
 

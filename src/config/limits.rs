@@ -60,6 +60,10 @@ pub struct Limits {
     /// Bytes of events or messages in one page (HTTP pages, catch-up
     /// batches, `session:messages`); a page always holds at least one.
     pub max_page_bytes: usize,
+    /// Bytes queued for one Socket.IO connection that has not taken them
+    /// yet; past it, its subscriptions wait and catch up from the log. A
+    /// packet is queued whenever less is, however large it is.
+    pub max_socket_buffer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -84,6 +88,7 @@ impl Default for Limits {
             max_queued_runs_per_user: 64,
             max_gateways_per_user: 16,
             max_page_bytes: 4 * 1024 * 1024,
+            max_socket_buffer_bytes: 4 * 1024 * 1024,
         }
     }
 }

@@ -5,9 +5,10 @@
 //! A channel is bounded by events and by bytes: each queued event holds a
 //! share of the channel's byte budget until the reader takes it and drops
 //! it (an event larger than the budget takes all of it, so one always
-//! fits). A socket is bounded by socketioxide's packet count only: its
-//! public API tells neither how many bytes a socket has queued nor when a
-//! packet has left the queue.
+//! fits). A socket is bounded the same way by socketioxide: at most 256
+//! packets and `SWITCHBOARD_MAX_SOCKET_BUFFER_BYTES` of them, counted until
+//! its transport takes them (an event is always queued while less is
+//! queued; see `vendor/PATCHES.md`). Either kind tells when it has room.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,9 @@ pub const EVENT: &str = "agent:event";
 
 /// How long a dropped subscriber's `session:lagged` notice waits for room.
 const LAGGED_NOTICE_WINDOW: Duration = Duration::from_secs(120);
+/// The longest a delivery waits for room before its caller looks again
+/// (whether it was cancelled, whether it lags).
+const ROOM_WAIT: Duration = Duration::from_millis(100);
 
 static NEXT_CHANNEL: AtomicU64 = AtomicU64::new(1);
 
@@ -128,25 +132,28 @@ impl Sink {
         }
     }
 
-    /// Waits a little for room for `next` after the `attempt`-th
-    /// [`Delivery::Full`] in a row.
+    /// Waits a little (at most [`ROOM_WAIT`]) for room for `next` after the
+    /// `attempt`-th [`Delivery::Full`] in a row.
     pub async fn wait_for_room(&self, next: &Committed, attempt: u32) {
         match self {
-            // socketioxide has no readiness signal. Its buffer drains as fast
-            // as the transport writes, usually within microseconds: yield
-            // first, then back off to a millisecond, then to 10 ms for a
-            // client that really stopped reading.
-            Sink::Socket(_) => match attempt {
+            // A socket's buffer drains as fast as its transport writes,
+            // usually within microseconds: yield first, then back off to a
+            // millisecond, so that a page refills it in one go rather than a
+            // packet at a time; then wait until a client that really stopped
+            // reading takes something.
+            Sink::Socket(socket) => match attempt {
                 0..=15 => tokio::task::yield_now().await,
                 16..=200 => tokio::time::sleep(Duration::from_millis(1)).await,
-                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+                _ => {
+                    let _ = tokio::time::timeout(ROOM_WAIT, socket.writable()).await;
+                }
             },
             Sink::Channel(channel) => {
                 let room = async {
                     let _slot = channel.tx.reserve().await;
                     let _bytes = channel.room.acquire_many(channel.share(next)).await;
                 };
-                let _ = tokio::time::timeout(Duration::from_millis(100), room).await;
+                let _ = tokio::time::timeout(ROOM_WAIT, room).await;
             }
         }
     }
@@ -165,7 +172,7 @@ impl Sink {
             while tokio::time::Instant::now() < deadline {
                 match socket.emit("session:lagged", &notice) {
                     Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let _ = tokio::time::timeout_at(deadline, socket.writable()).await;
                     }
                     _ => return,
                 }

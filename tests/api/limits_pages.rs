@@ -20,7 +20,7 @@ use crate::helpers::*;
 /// The default `SWITCHBOARD_MAX_PAGE_BYTES`.
 const PAGE_BYTES: usize = 4 << 20;
 /// The data of one large event; three fit in one ingest request.
-const EVENT_BYTES: usize = 1 << 20;
+pub(crate) const EVENT_BYTES: usize = 1 << 20;
 /// Large events in a session: 48 MiB.
 const EVENTS: usize = 48;
 const MIB: u64 = 1024;
@@ -29,7 +29,7 @@ const MIB: u64 = 1024;
 /// once), and whose allocator gives every large buffer back to the system
 /// when it is freed, so that RSS shows what the server holds rather than
 /// what glibc keeps for later.
-fn server() -> ServerBuilder {
+pub(crate) fn server() -> ServerBuilder {
     ServerBuilder::with_auth()
         .env("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=131072")
         .env("SWITCHBOARD_INGEST_RATE", "unlimited")
@@ -39,13 +39,13 @@ fn server() -> ServerBuilder {
 
 /// The server's peak resident memory since [`Peak::start`], above what it
 /// held then.
-struct Peak {
+pub(crate) struct Peak {
     base_kib: u64,
 }
 
 impl Peak {
     /// Resets the server's high-water mark to its RSS now (`clear_refs` 5).
-    fn start(server: &TestServer) -> Self {
+    pub(crate) fn start(server: &TestServer) -> Self {
         std::fs::write(format!("/proc/{}/clear_refs", server.pid()), "5")
             .expect("reset the server's peak RSS");
         Self {
@@ -53,7 +53,7 @@ impl Peak {
         }
     }
 
-    fn growth_mib(&self, server: &TestServer) -> u64 {
+    pub(crate) fn growth_mib(&self, server: &TestServer) -> u64 {
         server.peak_rss_kib().saturating_sub(self.base_kib) / MIB
     }
 }
@@ -63,7 +63,7 @@ fn large(i: usize) -> Value {
 }
 
 /// Appends `count` large events, three per request.
-async fn append_large(server: &TestServer, session: &str, count: usize) {
+pub(crate) async fn append_large(server: &TestServer, session: &str, count: usize) {
     let mut i = 0;
     while i < count {
         let n = 3.min(count - i);
@@ -81,7 +81,7 @@ async fn append_large(server: &TestServer, session: &str, count: usize) {
 /// test measures afterwards is what the log itself holds. SQLite empties
 /// that cache when another connection writes (a session is created): create
 /// sessions first.
-async fn warm_up(server: &TestServer, session: &str) {
+pub(crate) async fn warm_up(server: &TestServer, session: &str) {
     append_large(server, session, 81).await;
 }
 
@@ -99,7 +99,7 @@ async fn get_bytes(server: &TestServer, path: &str) -> (StatusCode, bytes::Bytes
 
 /// The `seq` of an `agent:event` packet's text, read without parsing the
 /// (large) rest of it.
-fn seq_of(packet: &str) -> i64 {
+pub(crate) fn seq_of(packet: &str) -> i64 {
     assert!(packet.starts_with(r#"["agent:event",{"#), "{:.80}", packet);
     let at = packet.find(r#""seq":"#).expect("a seq") + 6;
     packet[at..]

@@ -7,6 +7,7 @@ mod handshake;
 mod helpers;
 mod http;
 mod ingest;
+mod limits_buffer;
 mod limits_gateways;
 mod limits_input;
 mod limits_pages;
