@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use super::{ConfigError, FileConfig, list, string_list};
+use crate::cli::LimitSettings;
+
 /// Resolved limits; see the module docs.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -94,10 +97,194 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Refuses limits that cannot work, naming the setting.
+    pub(super) fn validate(&self, max_body_bytes: usize) -> Result<(), ConfigError> {
+        let l = self;
+        let at_least_one = [
+            ("SWITCHBOARD_MAX_CONNECTIONS", l.max_connections),
+            (
+                "SWITCHBOARD_MAX_CONNECTIONS_PER_IP",
+                l.max_connections_per_ip,
+            ),
+            ("SWITCHBOARD_MAX_GATEWAYS_PER_USER", l.max_gateways_per_user),
+        ];
+        for (name, value) in at_least_one {
+            if value == 0 {
+                return Err(ConfigError::invalid(name, "must be at least 1"));
+            }
+        }
+        if l.header_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "SWITCHBOARD_HEADER_TIMEOUT",
+                "must be more than 0",
+            ));
+        }
+        if l.connect_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "SWITCHBOARD_CONNECT_TIMEOUT",
+                "must be more than 0",
+            ));
+        }
+        // Only time spent waiting for the client counts towards it (see
+        // `http::connection`): long-polls and quiet SSE streams never do.
+        if l.idle_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "SWITCHBOARD_IDLE_TIMEOUT",
+                "must be more than 0",
+            ));
+        }
+        let at_least_64_kib = [
+            ("SWITCHBOARD_MAX_PAGE_BYTES", l.max_page_bytes),
+            (
+                "SWITCHBOARD_MAX_SOCKET_BUFFER_BYTES",
+                l.max_socket_buffer_bytes,
+            ),
+        ];
+        for (name, value) in at_least_64_kib {
+            if value < 64 * 1024 {
+                return Err(ConfigError::invalid(
+                    name,
+                    "must be at least 64 KiB (65536)",
+                ));
+            }
+        }
+        if let Some(rate) = l.ingest_bytes_rate
+            && (rate.count.get() as usize) < max_body_bytes
+        {
+            return Err(ConfigError::invalid(
+                "SWITCHBOARD_INGEST_BYTES_RATE",
+                format!(
+                    "{rate} allows less at once than one request of \
+                     SWITCHBOARD_MAX_BODY_BYTES ({} bytes)",
+                    max_body_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `peer` is a trusted proxy.
     pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&peer))
     }
+}
+
+/// The limits, flags and environment over the file over the defaults.
+pub(super) fn from_layers(s: &LimitSettings, file: &FileConfig) -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    let rate = |name: &'static str,
+                flag: &Option<String>,
+                file: &Option<String>,
+                default: Option<Rate>| {
+        match flag.as_ref().or(file.as_ref()) {
+            Some(text) => Rate::parse_setting(text).map_err(|e| ConfigError::invalid(name, e)),
+            None => Ok(default),
+        }
+    };
+    let trusted_proxies = parse_networks(
+        &list(
+            s.trusted_proxies.clone(),
+            string_list(&file.trusted_proxies),
+        )
+        .join(","),
+    )
+    .map_err(|e| ConfigError::invalid("SWITCHBOARD_TRUSTED_PROXIES", e))?;
+    let allowed_hosts = list(s.allowed_hosts.clone(), string_list(&file.allowed_hosts))
+        .iter()
+        .map(|h| normalize_host(h))
+        .collect::<Result<_, _>>()
+        .map_err(|e| ConfigError::invalid("SWITCHBOARD_ALLOWED_HOSTS", e))?;
+    Ok(Limits {
+        max_connections: s
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(d.max_connections),
+        max_connections_per_ip: s
+            .max_connections_per_ip
+            .or(file.max_connections_per_ip)
+            .unwrap_or(d.max_connections_per_ip),
+        header_timeout: s
+            .header_timeout
+            .or(file.header_timeout)
+            .unwrap_or(d.header_timeout),
+        idle_timeout: s
+            .idle_timeout
+            .or(file.idle_timeout)
+            .unwrap_or(d.idle_timeout),
+        connect_timeout: s
+            .connect_timeout
+            .or(file.connect_timeout)
+            .unwrap_or(d.connect_timeout),
+        handshake_rate: rate(
+            "SWITCHBOARD_HANDSHAKE_RATE",
+            &s.handshake_rate,
+            &file.handshake_rate,
+            d.handshake_rate,
+        )?,
+        handshake_rate_total: rate(
+            "SWITCHBOARD_HANDSHAKE_RATE_TOTAL",
+            &s.handshake_rate_total,
+            &file.handshake_rate_total,
+            d.handshake_rate_total,
+        )?,
+        trusted_proxies,
+        allowed_hosts,
+        request_rate: rate(
+            "SWITCHBOARD_REQUEST_RATE",
+            &s.request_rate,
+            &file.request_rate,
+            d.request_rate,
+        )?,
+        max_sessions_per_user: match s.max_sessions_per_user.or(file.max_sessions_per_user) {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => d.max_sessions_per_user,
+        },
+        session_rate: rate(
+            "SWITCHBOARD_SESSION_RATE",
+            &s.session_rate,
+            &file.session_rate,
+            d.session_rate,
+        )?,
+        ingest_rate: rate(
+            "SWITCHBOARD_INGEST_RATE",
+            &s.ingest_rate,
+            &file.ingest_rate,
+            d.ingest_rate,
+        )?,
+        ingest_bytes_rate: rate(
+            "SWITCHBOARD_INGEST_BYTES_RATE",
+            &s.ingest_bytes_rate,
+            &file.ingest_bytes_rate,
+            d.ingest_bytes_rate,
+        )?,
+        execute_rate: rate(
+            "SWITCHBOARD_EXECUTE_RATE",
+            &s.execute_rate,
+            &file.execute_rate,
+            d.execute_rate,
+        )?,
+        max_queued_runs: s
+            .max_queued_runs
+            .or(file.max_queued_runs)
+            .unwrap_or(d.max_queued_runs),
+        max_queued_runs_per_user: s
+            .max_queued_runs_per_user
+            .or(file.max_queued_runs_per_user)
+            .unwrap_or(d.max_queued_runs_per_user),
+        max_gateways_per_user: s
+            .max_gateways_per_user
+            .or(file.max_gateways_per_user)
+            .unwrap_or(d.max_gateways_per_user),
+        max_page_bytes: s
+            .max_page_bytes
+            .or(file.max_page_bytes)
+            .unwrap_or(d.max_page_bytes),
+        max_socket_buffer_bytes: s
+            .max_socket_buffer_bytes
+            .or(file.max_socket_buffer_bytes)
+            .unwrap_or(d.max_socket_buffer_bytes),
+    })
 }
 
 /// A rate: at most `count` per `period`, all of them at once if need be
