@@ -274,24 +274,20 @@ impl TestServer {
     }
 
     /// The server process's id.
-    #[allow(dead_code)] // until the limits tests use it
     pub fn pid(&self) -> u32 {
         self.child.id().expect("running")
     }
 
     /// The server's resident memory now, in KiB (`VmRSS`).
-    #[allow(dead_code)]
     pub fn rss_kib(&self) -> u64 {
         self.proc_status("VmRSS:")
     }
 
     /// The most the server's resident memory has been, in KiB (`VmHWM`).
-    #[allow(dead_code)]
     pub fn peak_rss_kib(&self) -> u64 {
         self.proc_status("VmHWM:")
     }
 
-    #[allow(dead_code)]
     fn proc_status(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("read /proc/PID/status");
