@@ -4,6 +4,8 @@
 //! `sessions.head_seq` in the same transaction that inserts the events, so
 //! the database row is the source of truth even with several nodes.
 
+mod error;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use sea_orm::{
 use super::Effect;
 use super::event::{Committed, NewEvent, Stored, Window};
 use crate::ids::{Seq, SessionId};
+pub use error::StoreError;
 
 /// Rows per INSERT (and sessions per seq allocation): SQLite allows 32,766
 /// bound parameters, events have 7 columns.
@@ -28,14 +31,6 @@ const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 pub struct Outcome {
     pub events: Vec<Arc<Committed>>,
     pub duplicates: usize,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("no session {0}")]
-    NoSession(SessionId),
-    #[error(transparent)]
-    Db(#[from] DbErr),
 }
 
 /// One session's requests to append, and what must commit with them.

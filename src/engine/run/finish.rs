@@ -7,6 +7,7 @@ use super::{RunError, Turn};
 use crate::engine::calls::{self, Outcome};
 use crate::engine::record::{self, Reason};
 use crate::engine::{Entry, Inner, tools};
+use crate::error::Chain;
 use crate::ids::{RunId, SessionId};
 use crate::sessions::Status;
 
@@ -27,7 +28,7 @@ pub(in crate::engine) async fn finish_unstarted(
         Ok(_) => metrics::counter!(crate::metrics::RUNS_FINISHED, "reason" => reason.as_str())
             .increment(runs.len() as u64),
         Err(error) => tracing::error!(
-            %error, session_id = %session, runs = runs.len(),
+            error = %Chain(&error), session_id = %session, runs = runs.len(),
             "cannot finish queued runs; the next start will"
         ),
     }
@@ -74,7 +75,7 @@ pub(super) async fn finish(turn: &Turn, reason: Reason, error: Option<RunError>)
         }
     }
     if let Some(error) = &error {
-        tracing::warn!(%error, "run failed");
+        tracing::warn!(error = %Chain(error), "run failed");
         batch.event("error", error.event());
     }
     let mut data = json!({ "run_id": turn.run_id, "reason": reason.as_str() });
@@ -95,12 +96,15 @@ pub(super) async fn finish(turn: &Turn, reason: Reason, error: Option<RunError>)
                 return;
             }
             Err(error) if attempt < 4 => {
-                tracing::warn!(%error, attempt, "cannot record the end of the run; retrying");
+                tracing::warn!(
+                    error = %Chain(&error), attempt,
+                    "cannot record the end of the run; retrying"
+                );
                 tokio::time::sleep(backoff).await;
                 backoff *= 4;
             }
             Err(error) => tracing::error!(
-                %error,
+                error = %Chain(&error),
                 "cannot record the end of the run; the next start will finish it"
             ),
         }

@@ -22,8 +22,8 @@ use super::provider::{ProviderError, Usage};
 use super::record::{Batch, Reason};
 use super::{Entry, Inner};
 use crate::auth::UserId;
-use crate::error::ApiError;
 use crate::ids::{MessageId, RunId, SessionId};
+use crate::log::{LogError, StoreError};
 use crate::sessions::Status;
 pub(super) use finish::finish_unstarted;
 
@@ -34,12 +34,18 @@ pub(super) enum RunError {
     Provider(#[from] ProviderError),
     #[error("the model was still calling tools after {0} steps")]
     MaxSteps(u32),
-    #[error("storing the run failed: {0}")]
-    Store(#[from] ApiError),
-    #[error("storing the run failed: {0}")]
-    Db(#[from] sea_orm::DbErr),
+    #[error("storing the run failed")]
+    Log(#[from] LogError),
+    #[error("storing the run failed")]
+    Store(#[from] StoreError),
     #[error("the run failed unexpectedly")]
     Panicked,
+}
+
+impl From<sea_orm::DbErr> for RunError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        RunError::Store(error.into())
+    }
 }
 
 impl RunError {
@@ -49,7 +55,7 @@ impl RunError {
         match self {
             RunError::Provider(e) => json!({ "code": "provider_error", "message": e.to_string() }),
             RunError::MaxSteps(_) => json!({ "code": "max_steps", "message": self.to_string() }),
-            RunError::Store(_) | RunError::Db(_) | RunError::Panicked => json!({
+            RunError::Log(_) | RunError::Store(_) | RunError::Panicked => json!({
                 "code": "internal",
                 "message": "the run failed because of an internal error; the session is usable",
             }),
@@ -99,7 +105,7 @@ impl Turn {
         }
     }
 
-    async fn commit(&self, batch: Batch) -> Result<(), ApiError> {
+    async fn commit(&self, batch: Batch) -> Result<(), LogError> {
         batch.commit(&self.inner.log).await?;
         self.progress().last_sent = Instant::now();
         Ok(())
@@ -111,7 +117,7 @@ pub(super) async fn start(
     inner: &Inner,
     session: &SessionId,
     entry: &Entry,
-) -> Result<(), ApiError> {
+) -> Result<(), LogError> {
     let mut batch = Batch::new(session, &entry.run_id);
     let mut data = json!({ "message_id": entry.message_id, "content": &*entry.content });
     if let Some(id) = &entry.client_msg_id {

@@ -13,6 +13,7 @@ use crate::engine::gateways::{Offer, Target, Tool};
 use crate::engine::provider::ToolCall;
 use crate::engine::record::Batch;
 use crate::engine::tools;
+use crate::error::Chain;
 use crate::sessions::Status;
 
 /// Logs the model's tool calls and makes a row for each: refused at once
@@ -136,7 +137,10 @@ async fn check_calls(
         })
         .await;
     checked.unwrap_or_else(|error| {
-        tracing::error!(%error, run_id = %turn.run_id, "cannot check tool arguments");
+        tracing::error!(
+            error = %Chain(&error), run_id = %turn.run_id,
+            "cannot check tool arguments"
+        );
         names
             .into_iter()
             .map(|name| {
