@@ -102,6 +102,21 @@ pub use client::{Client, ClientBuilder};
 pub use error::Error;
 pub use packet::{Packet, PacketId};
 
+#[cfg(not(any(feature = "native-tls", feature = "rustls")))]
+compile_error!("tf-rust-engineio needs a TLS backend: the `native-tls` (default) or the `rustls` feature");
+
+/// The TLS configuration that `ClientBuilder::tls_config` takes: a native-tls
+/// connector.
+#[cfg(feature = "native-tls")]
+pub use native_tls::TlsConnector;
+
+/// With the `rustls` backend alone, `https` and `wss` use rustls with the
+/// webpki roots and there is no TLS configuration to pass: this type has no
+/// values, so `tls_config` cannot be called.
+#[cfg(not(feature = "native-tls"))]
+#[derive(Debug, Clone)]
+pub enum TlsConnector {}
+
 #[cfg(test)]
 pub(crate) mod test {
     use super::*;

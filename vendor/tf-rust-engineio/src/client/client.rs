@@ -9,7 +9,7 @@ use crate::packet::{HandshakePacket, Packet, PacketId};
 use crate::transports::{PollingTransport, WebsocketSecureTransport, WebsocketTransport};
 use crate::ENGINE_IO_VERSION;
 use bytes::Bytes;
-use native_tls::TlsConnector;
+use crate::TlsConnector;
 use std::convert::TryFrom;
 use std::convert::TryInto;
 use std::fmt::Debug;

@@ -2,7 +2,7 @@ use crate::error::{Error, Result};
 use crate::transport::Transport;
 use base64::{engine::general_purpose, Engine as _};
 use bytes::{BufMut, Bytes, BytesMut};
-use native_tls::TlsConnector;
+use crate::TlsConnector;
 use reqwest::{
     blocking::{Client, ClientBuilder},
     header::HeaderMap,

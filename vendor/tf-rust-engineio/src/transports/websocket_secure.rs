@@ -9,7 +9,7 @@ use crate::{
 };
 use bytes::Bytes;
 use http::HeaderMap;
-use native_tls::TlsConnector;
+use crate::TlsConnector;
 use std::{sync::Arc, time::Duration};
 use tokio::runtime::Runtime;
 use url::Url;

@@ -2,7 +2,7 @@ use super::super::{event::Event, payload::Payload};
 use super::callback::Callback;
 use super::client::Client;
 use crate::RawClient;
-use native_tls::TlsConnector;
+use tf_rust_engineio::TlsConnector;
 use tf_rust_engineio::client::ClientBuilder as EngineIoClientBuilder;
 use tf_rust_engineio::header::{HeaderMap, HeaderValue};
 use url::Url;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::StreamExt;
 use http::HeaderMap;
-use native_tls::TlsConnector;
+use crate::TlsConnector;
 use tokio::sync::RwLock;
 use tokio_tungstenite::connect_async_tls_with_config;
 use tokio_tungstenite::Connector;
@@ -52,11 +52,15 @@ impl WebsocketSecureTransport {
         // When `false`, data is buffered until there is a sufficient amount to send out, thereby avoiding the frequent sending of small packets.
         //
         // See the docs: https://docs.rs/tokio/latest/tokio/net/struct.TcpStream.html#method.set_nodelay
+        #[cfg(feature = "native-tls")]
+        let connector = tls_config.map(Connector::NativeTls);
+        #[cfg(not(feature = "native-tls"))]
+        let connector: Option<Connector> = tls_config.map(|config| match config {});
         let (ws_stream, _) = connect_async_tls_with_config(
             req,
             None,
             /*disable_nagle=*/ false,
-            tls_config.map(Connector::NativeTls),
+            connector,
         )
         .await?;
 

@@ -12,7 +12,7 @@ use crate::{
 };
 use bytes::Bytes;
 use futures_util::{future::BoxFuture, StreamExt};
-use native_tls::TlsConnector;
+use crate::TlsConnector;
 use url::Url;
 
 use super::Client;

@@ -1,6 +1,6 @@
 use futures_util::future::BoxFuture;
 use log::trace;
-use native_tls::TlsConnector;
+use tf_rust_engineio::TlsConnector;
 use std::{collections::HashMap, sync::Arc};
 use tf_rust_engineio::{
     asynchronous::ClientBuilder as EngineIoClientBuilder,
