@@ -22,4 +22,5 @@ mod runs;
 mod runs_control;
 mod sessions;
 mod shutdown;
+mod startup;
 mod tools;
