@@ -17,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 mod layers;
 pub mod limits;
+mod rate;
 mod settings;
 mod value;
 
