@@ -219,13 +219,13 @@ impl ServerBuilder {
 /// Configuration for a server run inside the test's process (to reach its
 /// state or hand it a provider): port 0, SQLite in `dir`, alice's token.
 pub fn in_process_config(dir: &std::path::Path) -> switchboard::Config {
-    let settings = switchboard::cli::Settings {
+    let settings = switchboard::config::Settings {
         bind: Some("127.0.0.1:0".into()),
         database_url: Some(format!("sqlite://{}/sb.db?mode=rwc", dir.display())),
         api_tokens: Some("alice:tok-alice".into()),
         ..Default::default()
     };
-    switchboard::Config::load(None, None, settings, false).expect("a valid configuration")
+    switchboard::Config::load(None, &settings, false).expect("a valid configuration")
 }
 
 async fn fresh_postgres_database(admin_url: &str) -> String {
