@@ -28,8 +28,9 @@ const SECRET_EXTENSIONS: &[&str] = &[".pem", ".key", ".p12", ".pfx", ".jks", ".k
 /// SSH private keys (and their `.pub` halves, which are harmless but share
 /// the prefix; refusing them costs nothing).
 const SECRET_PREFIXES: &[&str] = &["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", ".env."];
-/// The development JWT secret `switchboard serve --dev` keeps
-/// (`switchboard.db.dev-secret` and the like), which signs admin tokens.
+/// The development JWT secret `switchboard serve --dev` keeps (`dev-secret`
+/// in its data directory; `switchboard.db.dev-secret` beside the database
+/// in older versions), which signs admin tokens.
 const SECRET_SUFFIXES: &[&str] = &["dev-secret"];
 
 /// Whether `path`, relative to the root, is or lies inside a secret.
