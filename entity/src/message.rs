@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::states::{MessageStatus, Role};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "messages")]
 pub struct Model {
@@ -7,12 +9,12 @@ pub struct Model {
     pub id: String,
     pub session_id: String,
     pub run_id: Option<String>,
-    pub role: String,
+    pub role: Role,
     pub content: String,
     /// JSON array of OpenAI-style tool calls, as text.
     pub tool_calls: Option<String>,
     pub tool_call_id: Option<String>,
-    pub status: String,
+    pub status: MessageStatus,
     pub client_msg_id: Option<String>,
     /// The seq of the log event that made this message final; the
     /// conversation is ordered by it.

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::states::{RunReason, RunStatus};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "runs")]
 pub struct Model {
@@ -8,8 +10,8 @@ pub struct Model {
     pub session_id: String,
     /// The user message this run answers.
     pub message_id: String,
-    pub status: String,
-    pub reason: Option<String>,
+    pub status: RunStatus,
+    pub reason: Option<RunReason>,
     /// JSON usage object from the provider, as text.
     pub usage: Option<String>,
     /// The node that executes the run (its lease holder).

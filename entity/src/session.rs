@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::states::SessionStatus;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "sessions")]
 pub struct Model {
@@ -7,7 +9,7 @@ pub struct Model {
     pub id: String,
     pub owner: String,
     pub title: String,
-    pub status: String,
+    pub status: SessionStatus,
     /// Highest `seq` appended to this session's log (0 when empty).
     pub head_seq: i64,
     /// Oldest `seq` still stored (retention prunes below it, never renumbers).

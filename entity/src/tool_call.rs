@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::states::{CallStatus, Target};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "tool_calls")]
 pub struct Model {
@@ -12,8 +14,8 @@ pub struct Model {
     pub name: String,
     /// JSON arguments, as text.
     pub arguments: String,
-    pub target: String,
-    pub status: String,
+    pub target: Target,
+    pub status: CallStatus,
     pub requires_approval: bool,
     pub gateway_id: Option<String>,
     pub output: Option<String>,

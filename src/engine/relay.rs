@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use socketioxide::extract::SocketRef;
 use tokio::sync::Notify;
 
-use super::calls::{self, Approval, Decision};
+use super::calls::{self, Approval, CallStatus, Decision};
 use super::gateways::{Gateway, Target};
 use super::{Engine, Inner};
 use crate::auth::{Identity, UserId};
@@ -100,7 +100,7 @@ impl Engine {
             )));
         }
         let row = self.inner.call_for(caller, call_id, &from).await?;
-        let target = Target::from_db(&row.target);
+        let target = row.target;
         let expected = match from {
             Answerer::Gateway => Target::Gateway,
             Answerer::User { .. } => Target::User,
@@ -113,16 +113,16 @@ impl Engine {
                 _ => format!("call {call_id} is for a gateway: answer it on /gateway"),
             }));
         }
-        let from_states: &[&str] = match target {
-            Target::Gateway => &[calls::PENDING, calls::SENT],
-            _ => &[calls::PENDING],
+        let from_states: &[CallStatus] = match target {
+            Target::Gateway => &[CallStatus::Pending, CallStatus::Sent],
+            _ => &[CallStatus::Pending],
         };
-        if !from_states.contains(&row.status.as_str())
+        if !from_states.contains(&row.status)
             || !calls::claim(
                 &self.inner.db,
                 call_id,
                 from_states,
-                calls::RESOLVED,
+                CallStatus::Resolved,
                 output,
                 is_error,
             )
@@ -161,7 +161,7 @@ impl Engine {
             .ok_or_else(|| {
                 ApiError::NotFound(format!("no call {} in session {session}", request.call_id))
             })?;
-        if row.status != calls::AWAITING_APPROVAL {
+        if row.status != CallStatus::AwaitingApproval {
             return Err(self.inner.conflict(&row.id).await);
         }
         let moved = match request.decision {
@@ -177,8 +177,8 @@ impl Engine {
                 calls::claim(
                     &self.inner.db,
                     &row.id,
-                    &[calls::AWAITING_APPROVAL],
-                    calls::DENIED,
+                    &[CallStatus::AwaitingApproval],
+                    CallStatus::Denied,
                     &json!(reason),
                     true,
                 )
@@ -236,14 +236,15 @@ impl Inner {
     /// `conflict` for a call that can no longer take what was asked,
     /// saying where it is.
     async fn conflict(&self, call_id: &str) -> ApiError {
-        let status = match calls::find(&self.db, call_id).await {
-            Ok(Some(row)) => row.status,
-            _ => "changed".to_owned(),
-        };
-        let why = match status.as_str() {
-            calls::AWAITING_APPROVAL => "it waits for approval (tool:approval)".to_owned(),
-            calls::PENDING | calls::SENT => "it is not waiting for approval".to_owned(),
-            other => format!("it is already {other}"),
+        let why = match calls::find(&self.db, call_id).await {
+            Ok(Some(row)) => match row.status {
+                CallStatus::AwaitingApproval => "it waits for approval (tool:approval)".to_owned(),
+                CallStatus::Pending | CallStatus::Sent => {
+                    "it is not waiting for approval".to_owned()
+                }
+                ended => format!("it is already {ended}"),
+            },
+            _ => "it is already changed".to_owned(),
         };
         ApiError::Conflict(format!("call {call_id} cannot take this: {why}"))
     }
@@ -288,13 +289,13 @@ impl Inner {
         let gateways = self.registry.gateways(user);
         for row in rows {
             let to_same = registering.filter(|g| {
-                row.status == calls::SENT
+                row.status == CallStatus::Sent
                     && row.gateway_id.as_deref() == Some(g.gateway_id.as_str())
                     && g.has(&row.name)
             });
             let chosen = match to_same {
                 Some(gateway) => Some(gateway),
-                None if row.status == calls::SENT
+                None if row.status == CallStatus::Sent
                     && gateways
                         .iter()
                         .any(|g| row.gateway_id.as_deref() == Some(g.gateway_id.as_str())) =>

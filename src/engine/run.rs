@@ -20,9 +20,11 @@ use super::record::{self, Batch, Reason};
 use super::{Entry, Inner, tools};
 use crate::auth::UserId;
 use crate::error::ApiError;
+use crate::events::{self, Heartbeat};
 use crate::ids::{MessageId, RunId, SessionId};
 use crate::log::{NewEvent, Submitted};
 use crate::sessions::Status;
+use entity::states::{CallStatus, MessageStatus, Role};
 
 /// Why the steps of a run stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -42,14 +44,18 @@ pub(super) enum RunError {
 impl RunError {
     /// The `error` event: provider failures are the user's to see (it is
     /// their provider); internal ones say nothing about internals.
-    fn event(&self) -> Value {
-        match self {
-            RunError::Provider(e) => json!({ "code": "provider_error", "message": e.to_string() }),
-            RunError::MaxSteps(_) => json!({ "code": "max_steps", "message": self.to_string() }),
-            RunError::Store(_) | RunError::Db(_) | RunError::Panicked => json!({
-                "code": "internal",
-                "message": "the run failed because of an internal error; the session is usable",
-            }),
+    fn event(&self) -> events::Error {
+        let (code, message) = match self {
+            RunError::Provider(e) => ("provider_error", e.to_string()),
+            RunError::MaxSteps(_) => ("max_steps", self.to_string()),
+            RunError::Store(_) | RunError::Db(_) | RunError::Panicked => (
+                "internal",
+                "the run failed because of an internal error; the session is usable".to_owned(),
+            ),
+        };
+        events::Error {
+            code: code.to_owned(),
+            message,
         }
     }
 }
@@ -110,23 +116,23 @@ pub(super) async fn start(
     entry: &Entry,
 ) -> Result<(), ApiError> {
     let mut batch = Batch::new(session, &entry.run_id);
-    let mut data = json!({ "message_id": entry.message_id, "content": &*entry.content });
-    if let Some(id) = &entry.client_msg_id {
-        data["client_msg_id"] = json!(id);
-    }
-    let user = batch.event("message.user", data);
+    let user = batch.event(events::MessageUser {
+        message_id: entry.message_id.clone(),
+        content: entry.content.to_string(),
+        client_msg_id: entry.client_msg_id.clone(),
+    });
     let mut row = batch.message_row(
         &entry.message_id,
-        "user",
+        Role::User,
         entry.content.to_string(),
-        "complete",
+        MessageStatus::Complete,
     );
     row.client_msg_id = sea_orm::Set(entry.client_msg_id.clone());
     batch.message(user, row);
-    batch.event(
-        "run.started",
-        json!({ "run_id": entry.run_id, "message_id": entry.message_id }),
-    );
+    batch.event(events::RunStarted {
+        run_id: entry.run_id.clone(),
+        message_id: entry.message_id.clone(),
+    });
     batch.start_run(&entry.message_id);
     batch.status(Status::Running);
     batch.commit(&inner.log).await?;
@@ -192,12 +198,14 @@ pub(super) async fn run(inner: Arc<Inner>, session: &SessionId, entry: &Entry) {
             },
             () = tokio::time::sleep_until(quiet_until) => {
                 let status = turn.progress().status;
-                inner.log.notify(session, "agent:heartbeat", &json!({
-                    "session_id": session,
-                    "run_id": entry.run_id,
-                    "status": status.as_str(),
-                    "elapsed_ms": began.elapsed().as_millis() as u64,
-                }));
+                let beat = Heartbeat {
+                    session_id: session.clone(),
+                    run_id: entry.run_id.clone(),
+                    status,
+                    elapsed_ms: began.elapsed().as_millis() as u64,
+                };
+                let beat = serde_json::to_value(beat).expect("a heartbeat serializes");
+                inner.log.notify(session, "agent:heartbeat", &beat);
                 turn.progress().last_sent = Instant::now();
             }
         }
@@ -276,10 +284,12 @@ async fn steps(turn: Turn) -> Result<End, RunError> {
                     if delta.is_empty() {
                         continue;
                     }
-                    let event = NewEvent::new(
-                        "text.delta",
+                    let event = NewEvent::of(
                         Some(&turn.run_id),
-                        json!({ "message_id": message_id, "delta": delta }),
+                        events::TextDelta {
+                            message_id: message_id.clone(),
+                            delta: delta.clone(),
+                        },
                     );
                     let submitted = turn
                         .inner
@@ -316,7 +326,7 @@ async fn steps(turn: Turn) -> Result<End, RunError> {
             .map(|(_, text)| text.clone())
             .unwrap_or_default();
         let mut batch = turn.batch();
-        batch.assistant_message(&message_id, text, &calls, "complete");
+        batch.assistant_message(&message_id, text, &calls, MessageStatus::Complete);
         let open = plan_calls(&turn, &mut batch, &offer, &calls).await;
         turn.commit(batch).await?;
         {
@@ -359,7 +369,7 @@ async fn finish(turn: &Turn, reason: Reason, error: Option<RunError>) {
     if let Some((message_id, text)) = partial
         && !text.is_empty()
     {
-        batch.assistant_message(&message_id, text, &[], "incomplete");
+        batch.assistant_message(&message_id, text, &[], MessageStatus::Incomplete);
     }
     if !open_calls.is_empty() {
         let message = format!(
@@ -382,13 +392,13 @@ async fn finish(turn: &Turn, reason: Reason, error: Option<RunError>) {
     }
     if let Some(error) = &error {
         tracing::warn!(%error, "run failed");
-        batch.event("error", error.event());
+        batch.event(error.event());
     }
-    let mut data = json!({ "run_id": turn.run_id, "reason": reason.as_str() });
-    if let Some(usage) = usage {
-        data["usage"] = json!(usage);
-    }
-    batch.event("run.finished", data);
+    batch.event(events::RunFinished {
+        run_id: turn.run_id.clone(),
+        reason,
+        usage,
+    });
     batch.finish_run(reason, usage);
     batch.status(Status::Idle);
 
@@ -435,13 +445,12 @@ async fn plan_calls(
     for ((call, arguments), misfit) in calls.iter().zip(all_arguments).zip(&mut misfits) {
         let tool = offer.get(&call.name);
         let target = tool.map_or(Target::Server, |t| t.target);
-        batch.event(
-            "tool.call",
-            json!({
-                "call_id": call.id, "name": call.name,
-                "arguments": arguments, "target": target.as_str(),
-            }),
-        );
+        batch.event(events::ToolCall {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: arguments.clone(),
+            target,
+        });
         let refused = match tool {
             None => Some(Outcome::error(format!(
                 "no tool named {:?} is available in this session",
@@ -451,10 +460,10 @@ async fn plan_calls(
         };
         let requires_approval = tool.is_some_and(|t| t.requires_approval);
         let (status, deadline) = match (&refused, target) {
-            (Some(_), _) => (calls::RESOLVED, None),
-            (None, _) if requires_approval => (calls::AWAITING_APPROVAL, None),
-            (None, Target::Gateway) => (calls::PENDING, Some(deadline)),
-            (None, _) => (calls::PENDING, None),
+            (Some(_), _) => (CallStatus::Resolved, None),
+            (None, _) if requires_approval => (CallStatus::AwaitingApproval, None),
+            (None, Target::Gateway) => (CallStatus::Pending, Some(deadline)),
+            (None, _) => (CallStatus::Pending, None),
         };
         batch.tool_call(calls::row(
             call,
@@ -472,7 +481,7 @@ async fn plan_calls(
         ));
         if refused.is_none() {
             open.push(call.id.clone());
-            waiting.push((status == calls::AWAITING_APPROVAL, target));
+            waiting.push((status == CallStatus::AwaitingApproval, target));
         }
         then.push((call, arguments, refused, requires_approval));
     }
@@ -481,10 +490,11 @@ async fn plan_calls(
         match refused {
             Some(outcome) => tools::result(batch, &call.id, outcome),
             None if requires_approval => {
-                batch.event(
-                    "tool.approval_requested",
-                    json!({ "call_id": call.id, "name": call.name, "arguments": arguments }),
-                );
+                batch.event(events::ToolApprovalRequested {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments,
+                });
             }
             None => {}
         }
@@ -611,7 +621,7 @@ async fn wait_for_calls(turn: &Turn) -> Result<Waited, RunError> {
         let now = crate::time::now();
         for row in &mut rows {
             let expired = row.deadline_at.is_some_and(|d| d <= now)
-                && (row.status == calls::PENDING || row.status == calls::SENT);
+                && (row.status == CallStatus::Pending || row.status == CallStatus::Sent);
             if !expired {
                 continue;
             }
@@ -620,8 +630,17 @@ async fn wait_for_calls(turn: &Turn) -> Result<Waited, RunError> {
                 row.name,
                 humantime::format_duration(timeout)
             ));
-            let from = [calls::PENDING, calls::SENT];
-            if calls::claim(&inner.db, &row.id, &from, calls::TIMEOUT, &output, true).await? {
+            let from = [CallStatus::Pending, CallStatus::Sent];
+            if calls::claim(
+                &inner.db,
+                &row.id,
+                &from,
+                CallStatus::Timeout,
+                &output,
+                true,
+            )
+            .await?
+            {
                 tracing::info!(call_id = row.id, "tool call timed out");
             }
             if let Some(fresh) = calls::find(&inner.db, &row.id).await? {
@@ -641,12 +660,11 @@ async fn wait_for_calls(turn: &Turn) -> Result<Waited, RunError> {
                 None => tools::result(&mut batch, id, Outcome::cancelled("the call was lost")),
             }
         }
-        let status = waiting_status(still_open.iter().map(|r| {
-            (
-                r.status == calls::AWAITING_APPROVAL,
-                Target::from_db(&r.target),
-            )
-        }));
+        let status = waiting_status(
+            still_open
+                .iter()
+                .map(|r| (r.status == CallStatus::AwaitingApproval, r.target)),
+        );
         if status != turn.progress().status {
             batch.status(status);
         }
@@ -661,9 +679,10 @@ async fn wait_for_calls(turn: &Turn) -> Result<Waited, RunError> {
         if still_open.is_empty() {
             return Ok(Waited::Answered);
         }
-        if still_open.iter().any(|r| {
-            Target::from_db(&r.target) == Target::Gateway && r.status != calls::AWAITING_APPROVAL
-        }) {
+        if still_open
+            .iter()
+            .any(|r| r.target == Target::Gateway && r.status != CallStatus::AwaitingApproval)
+        {
             inner.deliver(&turn.owner, None).await;
         }
         let next_deadline = still_open

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::message;
+use entity::states::{MessageStatus, Role};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
@@ -17,13 +18,13 @@ use crate::ids::SessionId;
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageView {
     pub id: String,
-    pub role: String,
+    pub role: Role,
     pub content: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
-    pub status: String,
+    pub status: MessageStatus,
     pub created_at: DateTime<Utc>,
 }
 

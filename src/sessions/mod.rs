@@ -25,35 +25,17 @@ use crate::quotas::Quotas;
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Idle,
-    Running,
-    AwaitingTool,
-    AwaitingApproval,
-    AwaitingInput,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Idle => "idle",
-            Status::Running => "running",
-            Status::AwaitingTool => "awaiting_tool",
-            Status::AwaitingApproval => "awaiting_approval",
-            Status::AwaitingInput => "awaiting_input",
-        }
-    }
-}
+/// A session's status, stored and sent as its string.
+pub use entity::states::SessionStatus as Status;
 
 /// A session as clients see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+#[ts(rename = "Session")]
 pub struct SessionView {
     pub id: String,
     pub owner: String,
     pub title: String,
-    pub status: String,
+    pub status: Status,
     pub head_seq: Seq,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -181,7 +163,7 @@ async fn insert(
         id: Set(SessionId::generate().into_string()),
         owner: Set(owner.user_id.as_str().to_owned()),
         title: Set(new.title),
-        status: Set(Status::Idle.as_str().to_owned()),
+        status: Set(Status::Idle),
         head_seq: Set(0),
         first_seq: Set(1),
         metadata: Set(new.metadata),
