@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{RunId, SessionId};
+
 use crate::states::{CallStatus, Target};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -7,8 +9,8 @@ use crate::states::{CallStatus, Target};
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    pub session_id: String,
-    pub run_id: String,
+    pub session_id: SessionId,
+    pub run_id: RunId,
     /// The session owner's user id: only they may answer the call.
     pub owner: String,
     pub name: String,

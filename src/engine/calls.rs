@@ -132,8 +132,8 @@ pub fn row(call: &ToolCall, arguments: &Value, new: NewCall<'_>) -> tool_call::A
     let now = crate::time::now();
     tool_call::ActiveModel {
         id: Set(call.id.clone()),
-        session_id: Set(new.session.as_str().to_owned()),
-        run_id: Set(new.run_id.as_str().to_owned()),
+        session_id: Set(new.session.clone()),
+        run_id: Set(new.run_id.clone()),
         owner: Set(new.owner.to_owned()),
         name: Set(call.name.clone()),
         arguments: Set(arguments.to_string()),

@@ -97,9 +97,9 @@ impl Batch {
         status: MessageStatus,
     ) -> message::ActiveModel {
         message::ActiveModel {
-            id: Set(id.as_str().to_owned()),
-            session_id: Set(self.record.session.as_str().to_owned()),
-            run_id: Set(Some(self.run_id.as_str().to_owned())),
+            id: Set(id.clone()),
+            session_id: Set(self.record.session.clone()),
+            run_id: Set(Some(self.run_id.clone())),
             role: Set(role),
             content: Set(storable(content)),
             tool_calls: Set(None),
@@ -191,9 +191,9 @@ pub async fn insert_queued_run(
     message_id: &MessageId,
 ) -> Result<(), DbErr> {
     run::Entity::insert(run::ActiveModel {
-        id: Set(run_id.as_str().to_owned()),
-        session_id: Set(session.as_str().to_owned()),
-        message_id: Set(message_id.as_str().to_owned()),
+        id: Set(run_id.clone()),
+        session_id: Set(session.clone()),
+        message_id: Set(message_id.clone()),
         status: Set(RunStatus::Queued),
         reason: Set(None),
         usage: Set(None),
@@ -303,9 +303,9 @@ impl Effect for Record {
             match run_write {
                 Some(RunWrite::Start { id, message_id }) => {
                     run::Entity::insert(run::ActiveModel {
-                        id: Set(id.as_str().to_owned()),
-                        session_id: Set(session_id.as_str().to_owned()),
-                        message_id: Set(message_id.as_str().to_owned()),
+                        id: Set(id),
+                        session_id: Set(session_id.clone()),
+                        message_id: Set(message_id),
                         status: Set(RunStatus::Running),
                         reason: Set(None),
                         usage: Set(None),

@@ -30,17 +30,14 @@ pub async fn recover(db: &DatabaseConnection, log: &EventLog) -> Result<usize, A
         .all(db)
         .await?;
     let count = runs.len();
-    let mut queued: BTreeMap<String, Vec<RunId>> = BTreeMap::new();
+    let mut queued: BTreeMap<SessionId, Vec<RunId>> = BTreeMap::new();
     for row in runs {
         if row.status == RunStatus::Queued {
-            queued
-                .entry(row.session_id)
-                .or_default()
-                .push(RunId::from_db(row.id));
+            queued.entry(row.session_id).or_default().push(row.id);
             continue;
         }
-        let session = SessionId::from_db(row.session_id.clone());
-        let run_id = RunId::from_db(row.id.clone());
+        let session = row.session_id;
+        let run_id = row.id;
         let mut batch = Batch::new(&session, &run_id);
         account_for(db, &mut batch, &session, &run_id).await?;
         batch.event(events::RunFinished {
@@ -54,7 +51,6 @@ pub async fn recover(db: &DatabaseConnection, log: &EventLog) -> Result<usize, A
         tracing::info!(session_id = %session, %run_id, "finished a run left active by the last process");
     }
     for (session, runs) in queued {
-        let session = SessionId::from_db(session);
         record::finish_unstarted(log, &session, &runs, Reason::Interrupted).await?;
         tracing::info!(
             session_id = %session, runs = runs.len(),

@@ -130,8 +130,8 @@ impl Engine {
         {
             return Err(self.inner.conflict(call_id).await);
         }
-        tracing::info!(call_id, run_id = row.run_id, is_error, "tool call answered");
-        self.inner.wake(&row.run_id);
+        tracing::info!(call_id, run_id = %row.run_id, is_error, "tool call answered");
+        self.inner.wake(row.run_id.as_str());
         Ok(())
     }
 
@@ -157,7 +157,7 @@ impl Engine {
                 .await?;
         let row = calls::find(&self.inner.db, &request.call_id)
             .await?
-            .filter(|row| row.session_id == session.as_str())
+            .filter(|row| row.session_id == session)
             .ok_or_else(|| {
                 ApiError::NotFound(format!("no call {} in session {session}", request.call_id))
             })?;
@@ -189,7 +189,7 @@ impl Engine {
             return Err(self.inner.conflict(&row.id).await);
         }
         tracing::info!(call_id = row.id, decision = ?request.decision, "tool call decided");
-        self.inner.wake(&row.run_id);
+        self.inner.wake(row.run_id.as_str());
         Ok(())
     }
 }
@@ -212,11 +212,9 @@ impl Inner {
             ),
             Answerer::Gateway => None,
         };
-        let row = calls::find(&self.db, call_id).await?.filter(|row| {
-            session
-                .as_ref()
-                .is_none_or(|s| row.session_id == s.as_str())
-        });
+        let row = calls::find(&self.db, call_id)
+            .await?
+            .filter(|row| session.as_ref().is_none_or(|s| row.session_id == *s));
         let Some(row) = row else {
             return Err(ApiError::NotFound(match from {
                 Answerer::User { session_id } => {

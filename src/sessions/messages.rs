@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::ids::SessionId;
+use crate::ids::{MessageId, SessionId};
 
 /// A message as clients see it.
 #[derive(Debug, Clone, Serialize)]
@@ -32,7 +32,7 @@ impl From<message::Model> for MessageView {
     fn from(m: message::Model) -> Self {
         Self {
             tool_calls: m.tool_calls.and_then(|t| serde_json::from_str(&t).ok()),
-            id: m.id,
+            id: m.id.into_string(),
             role: m.role,
             content: m.content,
             tool_call_id: m.tool_call_id,
@@ -87,7 +87,7 @@ pub async fn list(
                 "before: {before:?} is not a message id"
             )));
         }
-        let seq: Option<i64> = message::Entity::find_by_id(before.as_str())
+        let seq: Option<i64> = message::Entity::find_by_id(MessageId::from_db(before.clone()))
             .filter(message::Column::SessionId.eq(session.as_str()))
             .select_only()
             .column(message::Column::Seq)

@@ -47,7 +47,7 @@ impl From<session::Model> for SessionView {
         Self {
             metadata: serde_json::from_str(&m.metadata)
                 .unwrap_or_else(|_| Value::Object(Map::new())),
-            id: m.id,
+            id: m.id.into_string(),
             owner: m.owner,
             title: m.title,
             status: m.status,
@@ -160,7 +160,7 @@ async fn insert(
 ) -> Result<SessionView, ApiError> {
     let now = crate::time::now();
     let model = session::ActiveModel {
-        id: Set(SessionId::generate().into_string()),
+        id: Set(SessionId::generate()),
         owner: Set(owner.user_id.as_str().to_owned()),
         title: Set(new.title),
         status: Set(Status::Idle),
@@ -270,7 +270,7 @@ pub fn check_owner(owner: &str, caller: &Identity) -> Result<(), ApiError> {
 }
 
 async fn find(db: &impl ConnectionTrait, id: &SessionId) -> Result<session::Model, ApiError> {
-    session::Entity::find_by_id(id.as_str())
+    session::Entity::find_by_id(id.clone())
         .one(db)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))
