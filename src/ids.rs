@@ -1,77 +1,8 @@
-//! Typed identifiers. Sessions, runs, messages and tool calls are UUID v7
-//! strings (time-ordered, so ordering by id is ordering by creation).
+//! Typed identifiers: defined with the entities ([`entity::ids`]), so that
+//! rows, requests and the engine share them.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
-macro_rules! uuid_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            /// A new, time-ordered id.
-            pub fn generate() -> Self {
-                Self(uuid::Uuid::now_v7().to_string())
-            }
-
-            /// Parses a client-supplied id; `None` unless it is a UUID.
-            pub fn parse(text: &str) -> Option<Self> {
-                uuid::Uuid::parse_str(text)
-                    .ok()
-                    .map(|u| Self(u.hyphenated().to_string()))
-            }
-
-            /// Wraps an id read back from the database.
-            pub fn from_db(text: String) -> Self {
-                Self(text)
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-
-            pub fn into_string(self) -> String {
-                self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-uuid_id!(
-    /// A session: one conversation and its event log.
-    SessionId
-);
-uuid_id!(
-    /// An agent run.
-    RunId
-);
-uuid_id!(
-    /// A message of a conversation.
-    MessageId
-);
+pub use entity::ids::{MessageId, RunId, SessionId};
 
 /// A position in a session's event log: the first event is 1, and every
 /// event is exactly one more than the one before it.
 pub type Seq = i64;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_parse_only_uuids_and_normalize_them() {
-        assert!(SessionId::parse("nope").is_none());
-        let id = SessionId::parse("0192F4C3-5B7A-7CC0-8F00-000000000001").unwrap();
-        assert_eq!(id.as_str(), "0192f4c3-5b7a-7cc0-8f00-000000000001");
-    }
-}

@@ -21,6 +21,7 @@ pub mod db;
 pub mod dev;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod ids;
 pub mod log;

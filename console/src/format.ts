@@ -2,7 +2,7 @@
 
 import MarkdownIt from 'markdown-it';
 
-import type { AgentEvent } from './protocol';
+import type { AgentEvent, Progress } from './protocol';
 
 /** Markdown without raw HTML: what a model writes cannot inject markup. */
 const markdown = new MarkdownIt({ html: false, linkify: true, breaks: false });
@@ -65,7 +65,7 @@ export function shortId(id: unknown): string {
 }
 
 /** `3/10 · tests`: a `progress` event's counts and message. */
-export function progressText(d: Record<string, unknown>): string {
+export function progressText(d: Progress): string {
   const passing = typeof d.passing === 'number' ? d.passing : undefined;
   const total = typeof d.total === 'number' ? d.total : undefined;
   const counts = total !== undefined ? `${passing ?? 0}/${total}` : passing !== undefined ? String(passing) : '';
@@ -74,38 +74,41 @@ export function progressText(d: Record<string, unknown>): string {
 
 /** The rest of an event's line in the log, after its seq, time and type. */
 export function summary(event: AgentEvent): string {
-  const d = event.data ?? {};
   switch (event.type) {
     case 'message.user':
-      return oneLine(d.content);
+      return oneLine(event.data.content);
     case 'run.started':
-      return `run …${shortId(d.run_id)}`;
+      return `run …${shortId(event.data.run_id)}`;
     case 'text.delta':
-      return JSON.stringify(d.delta ?? '');
-    case 'message.completed':
+      return JSON.stringify(event.data.delta ?? '');
+    case 'message.completed': {
+      const d = event.data;
       return `${d.role ?? ''} ${d.status ?? ''}: ${oneLine(d.content ?? '', 100)}`;
-    case 'tool.call':
+    }
+    case 'tool.call': {
+      const d = event.data;
       return `${d.name} → ${d.target} ${oneLine(d.arguments ?? {}, 100)}`;
+    }
     case 'tool.approval_requested':
-      return `${d.name} waits for approval`;
+      return `${event.data.name} waits for approval`;
     case 'tool.result':
-      return `${d.status}: ${oneLine(d.output ?? '', 100)}`;
+      return `${event.data.status}: ${oneLine(event.data.output ?? '', 100)}`;
     case 'status':
-      return String(d.status);
+      return String(event.data.status);
     case 'progress':
-      return progressText(d);
+      return progressText(event.data);
     case 'output':
-      return `${d.stream}: ${oneLine(d.data ?? '')}`;
+      return `${event.data.stream}: ${oneLine(event.data.data ?? '')}`;
     case 'info':
-      return oneLine(d.message);
+      return oneLine(event.data.message);
     case 'error':
-      return `${d.code}: ${oneLine(d.message)}`;
+      return `${event.data.code}: ${oneLine(event.data.message)}`;
     case 'run.finished': {
-      const usage = d.usage as { total_tokens?: number } | undefined;
-      return `${d.reason}${usage?.total_tokens !== undefined ? ` · ${usage.total_tokens} tokens` : ''}`;
+      const usage = event.data.usage;
+      return `${event.data.reason}${usage?.total_tokens !== undefined ? ` · ${usage.total_tokens} tokens` : ''}`;
     }
     default:
-      return oneLine(d);
+      return oneLine(event.data);
   }
 }
 
@@ -116,20 +119,19 @@ export function hasDetails(event: AgentEvent): boolean {
 
 /** What an opened line shows: the part of `data` worth reading in full. */
 export function details(event: AgentEvent): string {
-  const d = event.data ?? {};
   switch (event.type) {
     case 'tool.call':
     case 'tool.approval_requested':
-      return pretty(d.arguments ?? {});
+      return pretty(event.data.arguments ?? {});
     case 'tool.result':
-      return pretty(d.output ?? '');
+      return pretty(event.data.output ?? '');
     case 'message.completed':
     case 'message.user':
-      return String(d.content ?? '');
+      return String(event.data.content ?? '');
     case 'output':
-      return String(d.data ?? '').replace(ANSI, '');
+      return String(event.data.data ?? '').replace(ANSI, '');
     default:
-      return pretty(d);
+      return pretty(event.data);
   }
 }
 

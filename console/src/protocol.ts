@@ -3,40 +3,26 @@
 
 import { io, type Socket } from 'socket.io-client';
 
-export type SessionStatus =
-  | 'idle'
-  | 'running'
-  | 'awaiting_tool'
-  | 'awaiting_approval'
-  | 'awaiting_input';
+import type { Event } from './generated/Event';
 
-export interface Session {
-  id: string;
-  owner: string;
-  title: string;
-  status: SessionStatus;
-  head_seq: number;
-  created_at: string;
-  updated_at: string;
-  metadata?: unknown;
-}
+// Sessions, events and heartbeats are typed from the server's own
+// definitions (`src/generated/`, written by `cargo test` from the Rust
+// types: do not edit them by hand).
+export type { Event } from './generated/Event';
+export type { Heartbeat } from './generated/Heartbeat';
+export type { Progress } from './generated/Progress';
+export type { Session } from './generated/Session';
+export type { SessionStatus } from './generated/SessionStatus';
+export type { ToolCall } from './generated/ToolCall';
+export type { ToolResult } from './generated/ToolResult';
 
-/** The `agent:event` envelope. `data` depends on `type`. */
-export interface AgentEvent {
+/** The `agent:event` envelope: an event, and where it sits in the log. */
+export type AgentEvent = {
   session_id: string;
   seq: number;
-  type: string;
   run_id?: string | null;
   ts: string;
-  data: Record<string, unknown> & { [key: string]: any };
-}
-
-export interface Heartbeat {
-  session_id: string;
-  run_id: string;
-  status: SessionStatus;
-  elapsed_ms: number;
-}
+} & Event;
 
 export interface Lagged {
   session_id: string;

@@ -17,8 +17,11 @@ import {
   type AgentEvent,
   type Connection,
   type Heartbeat,
+  type Progress,
   type Session,
   type SessionStatus,
+  type ToolCall,
+  type ToolResult,
 } from './protocol';
 
 const STATUS_TEXT: Record<SessionStatus, string> = {
@@ -47,7 +50,7 @@ interface AssistantMessage {
 interface ToolCard {
   item: HTMLElement;
   name: string;
-  target: string;
+  target: ToolCall['target'];
   arguments: unknown;
   state: HTMLElement;
   actions: HTMLElement;
@@ -337,21 +340,21 @@ export class SessionView {
   }
 
   private render(event: AgentEvent): void {
-    const d = event.data ?? {};
     switch (event.type) {
       case 'message.user':
-        this.add(h('li', { class: 'msg user' }, h('div', { class: 'who' }, 'You'), h('div', { class: 'body plain' }, String(d.content ?? ''))));
+        this.add(h('li', { class: 'msg user' }, h('div', { class: 'who' }, 'You'), h('div', { class: 'body plain' }, String(event.data.content ?? ''))));
         break;
       case 'run.started':
-        if (typeof d.run_id === 'string') this.activeRuns.add(d.run_id);
+        if (typeof event.data.run_id === 'string') this.activeRuns.add(event.data.run_id);
         break;
       case 'text.delta': {
-        const message = this.assistant(String(d.message_id));
-        message.text += String(d.delta ?? '');
+        const message = this.assistant(String(event.data.message_id));
+        message.text += String(event.data.delta ?? '');
         this.dirty.add(message);
         break;
       }
       case 'message.completed': {
+        const d = event.data;
         if (d.role !== 'assistant') break;
         const content = String(d.content ?? '');
         if (!content && !this.messages.has(String(d.message_id))) break;
@@ -366,33 +369,34 @@ export class SessionView {
         break;
       }
       case 'tool.call':
-        this.toolCall(event);
+        this.toolCall(event.data);
         break;
       case 'tool.approval_requested': {
-        const card = this.calls.get(String(d.call_id));
+        const card = this.calls.get(String(event.data.call_id));
         if (card) card.needsApproval = true;
         this.refreshCalls();
         break;
       }
       case 'tool.result':
-        this.toolResult(event);
+        this.toolResult(event.data);
         break;
       case 'status':
-        this.setStatus(d.status as SessionStatus);
+        this.setStatus(event.data.status);
         break;
       case 'progress':
-        this.showProgress(d);
+        this.showProgress(event.data);
         break;
       case 'output':
-        this.output(event.seq, d.stream === 'stderr' ? 'stderr' : 'stdout', String(d.data ?? ''));
+        this.output(event.seq, event.data.stream === 'stderr' ? 'stderr' : 'stdout', String(event.data.data ?? ''));
         break;
       case 'info':
-        this.notice('info', String(d.message ?? ''));
+        this.notice('info', String(event.data.message ?? ''));
         break;
       case 'error':
-        this.notice('error', `${d.code}: ${d.message}`);
+        this.notice('error', `${event.data.code}: ${event.data.message}`);
         break;
       case 'run.finished': {
+        const d = event.data;
         this.activeRuns.delete(String(d.run_id));
         for (const message of this.messages.values()) {
           message.item.classList.remove('streaming');
@@ -448,8 +452,7 @@ export class SessionView {
     return message;
   }
 
-  private toolCall(event: AgentEvent): void {
-    const d = event.data;
+  private toolCall(d: ToolCall): void {
     const callId = String(d.call_id);
     const state = h('span', { class: 'badge' }, d.target === 'user' ? 'question' : 'called');
     const actions = h('div', { class: 'actions' });
@@ -468,7 +471,7 @@ export class SessionView {
     this.calls.set(callId, {
       item,
       name: String(d.name),
-      target: String(d.target),
+      target: d.target,
       arguments: d.arguments,
       state,
       actions,
@@ -480,8 +483,7 @@ export class SessionView {
     this.refreshCalls();
   }
 
-  private toolResult(event: AgentEvent): void {
-    const d = event.data;
+  private toolResult(d: ToolResult): void {
     const card = this.calls.get(String(d.call_id));
     const result = h('details', { class: `result ${d.status}` }, h('summary', null, `Result: ${d.status}`), h('pre', null, pretty(d.output ?? '')));
     if (!card) {
@@ -599,7 +601,7 @@ export class SessionView {
     setText(this.working, working);
   }
 
-  private showProgress(d: Record<string, unknown>): void {
+  private showProgress(d: Progress): void {
     const passing = typeof d.passing === 'number' ? d.passing : undefined;
     const total = typeof d.total === 'number' ? d.total : undefined;
     const bar = h('progress', { 'aria-label': 'Progress' });

@@ -4,7 +4,9 @@
 //! PostgreSQL); JSON payloads are text columns holding serialized JSON.
 
 pub mod event;
+pub mod ids;
 pub mod message;
 pub mod run;
 pub mod session;
+pub mod states;
 pub mod tool_call;

@@ -1,18 +1,22 @@
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{MessageId, RunId, SessionId};
+
+use crate::states::{MessageStatus, Role};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "messages")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
-    pub session_id: String,
-    pub run_id: Option<String>,
-    pub role: String,
+    pub id: MessageId,
+    pub session_id: SessionId,
+    pub run_id: Option<RunId>,
+    pub role: Role,
     pub content: String,
     /// JSON array of OpenAI-style tool calls, as text.
     pub tool_calls: Option<String>,
     pub tool_call_id: Option<String>,
-    pub status: String,
+    pub status: MessageStatus,
     pub client_msg_id: Option<String>,
     /// The seq of the log event that made this message final; the
     /// conversation is ordered by it.

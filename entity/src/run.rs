@@ -1,15 +1,19 @@
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{MessageId, RunId, SessionId};
+
+use crate::states::{RunReason, RunStatus};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "runs")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
-    pub session_id: String,
+    pub id: RunId,
+    pub session_id: SessionId,
     /// The user message this run answers.
-    pub message_id: String,
-    pub status: String,
-    pub reason: Option<String>,
+    pub message_id: MessageId,
+    pub status: RunStatus,
+    pub reason: Option<RunReason>,
     /// JSON usage object from the provider, as text.
     pub usage: Option<String>,
     /// The node that executes the run (its lease holder).

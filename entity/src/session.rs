@@ -1,13 +1,17 @@
 use sea_orm::entity::prelude::*;
 
+use crate::ids::SessionId;
+
+use crate::states::SessionStatus;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "sessions")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
+    pub id: SessionId,
     pub owner: String,
     pub title: String,
-    pub status: String,
+    pub status: SessionStatus,
     /// Highest `seq` appended to this session's log (0 when empty).
     pub head_seq: i64,
     /// Oldest `seq` still stored (retention prunes below it, never renumbers).

@@ -1,19 +1,23 @@
 use sea_orm::entity::prelude::*;
 
+use crate::ids::{RunId, SessionId};
+
+use crate::states::{CallStatus, Target};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "tool_calls")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    pub session_id: String,
-    pub run_id: String,
+    pub session_id: SessionId,
+    pub run_id: RunId,
     /// The session owner's user id: only they may answer the call.
     pub owner: String,
     pub name: String,
     /// JSON arguments, as text.
     pub arguments: String,
-    pub target: String,
-    pub status: String,
+    pub target: Target,
+    pub status: CallStatus,
     pub requires_approval: bool,
     pub gateway_id: Option<String>,
     pub output: Option<String>,

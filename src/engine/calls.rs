@@ -24,20 +24,11 @@ use serde_json::{Value, json};
 
 use super::gateways::Target;
 use super::provider::ToolCall;
+use crate::events::ResultStatus;
 use crate::ids::{RunId, SessionId};
 
-/// Waits for a decision on `tool:approval`.
-pub const AWAITING_APPROVAL: &str = "awaiting_approval";
-/// Waits for its answer: a gateway (sent to none yet) or the user.
-pub const PENDING: &str = "pending";
-/// Emitted to the gateway `gateway_id`.
-pub const SENT: &str = "sent";
-pub const RESOLVED: &str = "resolved";
-pub const DENIED: &str = "denied";
-pub const TIMEOUT: &str = "timeout";
-pub const CANCELLED: &str = "cancelled";
-/// States a call can still leave.
-pub const OPEN: [&str; 3] = [AWAITING_APPROVAL, PENDING, SENT];
+/// A call's row state ([`CallStatus::OPEN`]: those it can still leave).
+pub use entity::states::CallStatus;
 
 /// Largest `output` of a `tool:result`, as JSON.
 pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
@@ -86,21 +77,21 @@ pub enum Decision {
 /// How a call ended, as its `tool.result` says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    pub status: &'static str,
+    pub status: ResultStatus,
     pub output: Value,
 }
 
 impl Outcome {
     pub fn error(message: impl Into<String>) -> Self {
         Self {
-            status: "error",
+            status: ResultStatus::Error,
             output: Value::String(message.into()),
         }
     }
 
     pub fn cancelled(message: impl Into<String>) -> Self {
         Self {
-            status: "cancelled",
+            status: ResultStatus::Cancelled,
             output: Value::String(message.into()),
         }
     }
@@ -108,13 +99,13 @@ impl Outcome {
 
 /// The outcome of a row that has left the open states.
 pub fn outcome(row: &tool_call::Model) -> Option<Outcome> {
-    let status = match row.status.as_str() {
-        RESOLVED if row.is_error => "error",
-        RESOLVED => "success",
-        DENIED => "denied",
-        TIMEOUT => "timeout",
-        CANCELLED => "cancelled",
-        _ => return None,
+    let status = match row.status {
+        CallStatus::Resolved if row.is_error => ResultStatus::Error,
+        CallStatus::Resolved => ResultStatus::Success,
+        CallStatus::Denied => ResultStatus::Denied,
+        CallStatus::Timeout => ResultStatus::Timeout,
+        CallStatus::Cancelled => ResultStatus::Cancelled,
+        CallStatus::AwaitingApproval | CallStatus::Pending | CallStatus::Sent => return None,
     };
     let output = row
         .output
@@ -131,7 +122,7 @@ pub struct NewCall<'a> {
     pub owner: &'a str,
     pub target: Target,
     pub requires_approval: bool,
-    pub status: &'static str,
+    pub status: CallStatus,
     pub deadline: Option<DateTime<Utc>>,
     /// Set for a call answered at once (its arguments were refused).
     pub outcome: Option<&'a Outcome>,
@@ -141,17 +132,17 @@ pub fn row(call: &ToolCall, arguments: &Value, new: NewCall<'_>) -> tool_call::A
     let now = crate::time::now();
     tool_call::ActiveModel {
         id: Set(call.id.clone()),
-        session_id: Set(new.session.as_str().to_owned()),
-        run_id: Set(new.run_id.as_str().to_owned()),
+        session_id: Set(new.session.clone()),
+        run_id: Set(new.run_id.clone()),
         owner: Set(new.owner.to_owned()),
         name: Set(call.name.clone()),
         arguments: Set(arguments.to_string()),
-        target: Set(new.target.as_str().to_owned()),
-        status: Set(new.status.to_owned()),
+        target: Set(new.target),
+        status: Set(new.status),
         requires_approval: Set(new.requires_approval),
         gateway_id: Set(None),
         output: Set(new.outcome.map(|o| o.output.to_string())),
-        is_error: Set(new.outcome.is_some_and(|o| o.status == "error")),
+        is_error: Set(new.outcome.is_some_and(|o| o.status == ResultStatus::Error)),
         deadline_at: Set(new.deadline),
         created_at: Set(now),
         updated_at: Set(now),
@@ -195,8 +186,8 @@ pub async fn make_ids_unique(
 pub async fn claim(
     db: &impl ConnectionTrait,
     id: &str,
-    from: &[&str],
-    to: &str,
+    from: &[CallStatus],
+    to: CallStatus,
     output: &Value,
     is_error: bool,
 ) -> Result<bool, DbErr> {
@@ -223,14 +214,14 @@ pub async fn approve(
     deadline: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let result = tool_call::Entity::update_many()
-        .col_expr(tool_call::Column::Status, Expr::value(PENDING))
+        .col_expr(tool_call::Column::Status, Expr::value(CallStatus::Pending))
         .col_expr(tool_call::Column::DeadlineAt, Expr::value(deadline))
         .col_expr(
             tool_call::Column::UpdatedAt,
             Expr::value(crate::time::now()),
         )
         .filter(tool_call::Column::Id.eq(id))
-        .filter(tool_call::Column::Status.eq(AWAITING_APPROVAL))
+        .filter(tool_call::Column::Status.eq(CallStatus::AwaitingApproval))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
@@ -244,14 +235,14 @@ pub async fn mark_sent(
     gateway_id: &str,
 ) -> Result<bool, DbErr> {
     let mut update = tool_call::Entity::update_many()
-        .col_expr(tool_call::Column::Status, Expr::value(SENT))
+        .col_expr(tool_call::Column::Status, Expr::value(CallStatus::Sent))
         .col_expr(tool_call::Column::GatewayId, Expr::value(gateway_id))
         .col_expr(
             tool_call::Column::UpdatedAt,
             Expr::value(crate::time::now()),
         )
         .filter(tool_call::Column::Id.eq(row.id.as_str()))
-        .filter(tool_call::Column::Status.eq(row.status.as_str()));
+        .filter(tool_call::Column::Status.eq(row.status));
     update = match &row.gateway_id {
         Some(previous) => update.filter(tool_call::Column::GatewayId.eq(previous.as_str())),
         None => update.filter(tool_call::Column::GatewayId.is_null()),
@@ -282,8 +273,8 @@ pub async fn for_gateways(
 ) -> Result<Vec<tool_call::Model>, DbErr> {
     tool_call::Entity::find()
         .filter(tool_call::Column::Owner.eq(owner))
-        .filter(tool_call::Column::Target.eq(Target::Gateway.as_str()))
-        .filter(tool_call::Column::Status.is_in([PENDING, SENT]))
+        .filter(tool_call::Column::Target.eq(Target::Gateway))
+        .filter(tool_call::Column::Status.is_in([CallStatus::Pending, CallStatus::Sent]))
         .order_by_asc(tool_call::Column::CreatedAt)
         .all(db)
         .await
@@ -300,7 +291,10 @@ pub async fn cancel_open(
         return Ok(Vec::new());
     }
     tool_call::Entity::update_many()
-        .col_expr(tool_call::Column::Status, Expr::value(CANCELLED))
+        .col_expr(
+            tool_call::Column::Status,
+            Expr::value(CallStatus::Cancelled),
+        )
         .col_expr(
             tool_call::Column::Output,
             Expr::value(json!(message).to_string()),
@@ -310,7 +304,7 @@ pub async fn cancel_open(
             Expr::value(crate::time::now()),
         )
         .filter(tool_call::Column::Id.is_in(ids.iter().map(String::as_str)))
-        .filter(tool_call::Column::Status.is_in(OPEN))
+        .filter(tool_call::Column::Status.is_in(CallStatus::OPEN))
         .exec(db)
         .await?;
     let rows = load(db, ids).await?;

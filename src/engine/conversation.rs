@@ -4,6 +4,7 @@
 //! raw text when it was not JSON).
 
 use entity::message;
+use entity::states::Role;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 
@@ -61,23 +62,22 @@ pub async fn load(
         .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|row| match row.role.as_str() {
-            "user" => Some(ChatMessage::User {
+        .map(|row| match row.role {
+            Role::User => ChatMessage::User {
                 content: row.content,
-            }),
-            "assistant" => Some(ChatMessage::Assistant {
+            },
+            Role::Assistant => ChatMessage::Assistant {
                 tool_calls: row
                     .tool_calls
                     .as_deref()
                     .map(tool_calls_from)
                     .unwrap_or_default(),
                 content: row.content,
-            }),
-            "tool" => Some(ChatMessage::Tool {
+            },
+            Role::Tool => ChatMessage::Tool {
                 tool_call_id: row.tool_call_id.unwrap_or_default(),
                 content: row.content,
-            }),
-            _ => None,
+            },
         })
         .collect())
 }

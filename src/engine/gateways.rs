@@ -31,34 +31,9 @@ use crate::auth::UserId;
 /// The built-in tool the model uses to ask the session's owner questions.
 pub const ASK_USER: &str = "ask_user_questions";
 
-/// Who answers a tool's calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// A desktop gateway of the session's owner, on `/gateway`.
-    Gateway,
-    /// The session's owner, on `/agent`.
-    User,
-    /// The server itself (only to refuse a call to no known tool).
-    Server,
-}
-
-impl Target {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Target::Gateway => "gateway",
-            Target::User => "user",
-            Target::Server => "server",
-        }
-    }
-
-    pub fn from_db(value: &str) -> Self {
-        match value {
-            "gateway" => Target::Gateway,
-            "user" => Target::User,
-            _ => Target::Server,
-        }
-    }
-}
+/// Who answers a tool call: a gateway, the user, or the server itself
+/// (only to refuse a call to no known tool).
+pub use entity::states::Target;
 
 /// A tool the model may be offered. Its argument schema is kept as
 /// compact JSON text and compiled only to check arguments.

@@ -62,7 +62,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Identity, UserId};
 use crate::config::Limits;
 use crate::error::Chain;
-use crate::ids::{MessageId, RunId, SessionId};
+use crate::ids::SessionId;
 use crate::log::{EventLog, LogError};
 use crate::rate::KeyedLimiter;
 pub use error::EngineError;
@@ -422,8 +422,8 @@ impl Inner {
             .await?;
         Ok(row.and_then(|m| {
             Some(Accepted {
-                run_id: RunId::from_db(m.run_id?),
-                message_id: MessageId::from_db(m.id),
+                run_id: m.run_id?,
+                message_id: m.id,
             })
         }))
     }

@@ -10,44 +10,23 @@
 //! Message text is made storable ([`storable`]) as its row is made: a NUL
 //! from the model or a tool's output becomes U+FFFD on every database.
 
+use entity::states::{MessageStatus, Role, RunStatus};
 use entity::{message, run, session, tool_call};
 use futures_util::future::BoxFuture;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, Set, sea_query::Expr,
 };
-use serde_json::{Value, json};
 
 use crate::engine::conversation::tool_calls_value;
 use crate::engine::provider::{ToolCall, Usage, storable};
+use crate::events::{self, Event};
 use crate::ids::{MessageId, RunId, Seq, SessionId};
 use crate::log::{Appended, Effect, EventLog, LogError, NewEvent};
 use crate::sessions::Status;
 
-/// Why a run ended (`run.finished { reason }`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Completed,
-    Stopped,
-    Interrupted,
-    Error,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Completed => "completed",
-            Reason::Stopped => "stopped",
-            Reason::Interrupted => "interrupted",
-            Reason::Error => "error",
-        }
-    }
-}
-
-/// Run rows: `queued` → `running` → `finished` (with a reason).
-pub const RUN_QUEUED: &str = "queued";
-pub const RUN_RUNNING: &str = "running";
-pub const RUN_FINISHED: &str = "finished";
+/// Why a run ended (`run.finished { reason }`, and its row's `reason`).
+pub use entity::states::RunReason as Reason;
 
 #[derive(Clone)]
 enum RunWrite {
@@ -97,9 +76,8 @@ impl Batch {
     }
 
     /// Adds an event of the run; returns its index in the batch.
-    pub fn event(&mut self, kind: &str, data: Value) -> usize {
-        self.events
-            .push(NewEvent::new(kind, Some(&self.run_id), data));
+    pub fn event(&mut self, event: impl Into<Event>) -> usize {
+        self.events.push(NewEvent::of(Some(&self.run_id), event));
         self.events.len() - 1
     }
 
@@ -113,19 +91,19 @@ impl Batch {
     pub fn message_row(
         &self,
         id: &MessageId,
-        role: &str,
+        role: Role,
         content: String,
-        status: &str,
+        status: MessageStatus,
     ) -> message::ActiveModel {
         message::ActiveModel {
-            id: Set(id.as_str().to_owned()),
-            session_id: Set(self.record.session.as_str().to_owned()),
-            run_id: Set(Some(self.run_id.as_str().to_owned())),
-            role: Set(role.to_owned()),
+            id: Set(id.clone()),
+            session_id: Set(self.record.session.clone()),
+            run_id: Set(Some(self.run_id.clone())),
+            role: Set(role),
             content: Set(storable(content)),
             tool_calls: Set(None),
             tool_call_id: Set(None),
-            status: Set(status.to_owned()),
+            status: Set(status),
             client_msg_id: Set(None),
             seq: Set(0),
             created_at: Set(crate::time::now()),
@@ -139,18 +117,20 @@ impl Batch {
         id: &MessageId,
         content: String,
         calls: &[ToolCall],
-        status: &str,
+        status: MessageStatus,
     ) {
-        let mut data = json!({
-            "message_id": id, "role": "assistant", "content": content, "status": status,
-        });
-        let mut row = self.message_row(id, "assistant", content, status);
-        if !calls.is_empty() {
-            let value = tool_calls_value(calls);
+        let mut row = self.message_row(id, Role::Assistant, content.clone(), status);
+        let tool_calls = (!calls.is_empty()).then(|| tool_calls_value(calls));
+        if let Some(value) = &tool_calls {
             row.tool_calls = Set(Some(value.to_string()));
-            data["tool_calls"] = value;
         }
-        let index = self.event("message.completed", data);
+        let index = self.event(events::MessageCompleted {
+            message_id: id.clone(),
+            role: Role::Assistant,
+            content,
+            tool_calls,
+            status,
+        });
         self.message(index, row);
     }
 
@@ -166,7 +146,7 @@ impl Batch {
 
     /// Sets the session's status, with its `status` event.
     pub fn status(&mut self, status: Status) {
-        self.event("status", json!({ "status": status.as_str() }));
+        self.event(events::Status { status });
         self.record.status = Some(status);
     }
 
@@ -210,10 +190,10 @@ pub async fn insert_queued_run(
     message_id: &MessageId,
 ) -> Result<(), DbErr> {
     run::Entity::insert(run::ActiveModel {
-        id: Set(run_id.as_str().to_owned()),
-        session_id: Set(session.as_str().to_owned()),
-        message_id: Set(message_id.as_str().to_owned()),
-        status: Set(RUN_QUEUED.to_owned()),
+        id: Set(run_id.clone()),
+        session_id: Set(session.clone()),
+        message_id: Set(message_id.clone()),
+        status: Set(RunStatus::Queued),
         reason: Set(None),
         usage: Set(None),
         node: Set(None),
@@ -239,10 +219,13 @@ pub async fn finish_unstarted(
     let events = runs
         .iter()
         .map(|id| {
-            NewEvent::new(
-                "run.finished",
+            NewEvent::of(
                 Some(id),
-                json!({ "run_id": id, "reason": reason.as_str() }),
+                events::RunFinished {
+                    run_id: id.clone(),
+                    reason,
+                    usage: None,
+                },
             )
         })
         .collect();
@@ -274,8 +257,8 @@ impl Effect for Unstarted {
             let now = crate::time::now();
             for ids in self.runs.chunks(IDS_PER_UPDATE) {
                 run::Entity::update_many()
-                    .col_expr(run::Column::Status, Expr::value(RUN_FINISHED))
-                    .col_expr(run::Column::Reason, Expr::value(self.reason.as_str()))
+                    .col_expr(run::Column::Status, Expr::value(RunStatus::Finished))
+                    .col_expr(run::Column::Reason, Expr::value(self.reason))
                     .col_expr(run::Column::FinishedAt, Expr::value(now))
                     .filter(run::Column::Id.is_in(ids.iter().map(RunId::as_str)))
                     .exec(txn)
@@ -319,10 +302,10 @@ impl Effect for Record {
             match run_write {
                 Some(RunWrite::Start { id, message_id }) => {
                     run::Entity::insert(run::ActiveModel {
-                        id: Set(id.as_str().to_owned()),
-                        session_id: Set(session_id.as_str().to_owned()),
-                        message_id: Set(message_id.as_str().to_owned()),
-                        status: Set(RUN_RUNNING.to_owned()),
+                        id: Set(id),
+                        session_id: Set(session_id.clone()),
+                        message_id: Set(message_id),
+                        status: Set(RunStatus::Running),
                         reason: Set(None),
                         usage: Set(None),
                         node: Set(None),
@@ -340,8 +323,8 @@ impl Effect for Record {
                 }
                 Some(RunWrite::Finish { id, reason, usage }) => {
                     run::Entity::update_many()
-                        .col_expr(run::Column::Status, Expr::value(RUN_FINISHED))
-                        .col_expr(run::Column::Reason, Expr::value(reason.as_str()))
+                        .col_expr(run::Column::Status, Expr::value(RunStatus::Finished))
+                        .col_expr(run::Column::Reason, Expr::value(reason))
                         .col_expr(
                             run::Column::Usage,
                             Expr::value(usage.and_then(|u| serde_json::to_string(&u).ok())),
@@ -355,7 +338,7 @@ impl Effect for Record {
             }
             if let Some(status) = status {
                 session::Entity::update_many()
-                    .col_expr(session::Column::Status, Expr::value(status.as_str()))
+                    .col_expr(session::Column::Status, Expr::value(status))
                     .col_expr(session::Column::UpdatedAt, Expr::value(now))
                     .filter(session::Column::Id.eq(session_id.as_str()))
                     .exec(txn)

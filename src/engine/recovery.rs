@@ -9,12 +9,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use entity::states::{MessageStatus, RunStatus};
 use entity::{event, message, run};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde_json::{Value, json};
+use serde_json::value::RawValue;
 
-use super::record::{self, Batch, RUN_QUEUED, RUN_RUNNING, Reason};
+use super::record::{self, Batch, Reason};
 use super::{calls, tools};
+use crate::events::{self, Event, Kind};
 use crate::ids::{MessageId, RunId, SessionId};
 use crate::log::{EventLog, LogError};
 use crate::sessions::Status;
@@ -22,35 +24,32 @@ use crate::sessions::Status;
 /// Finishes every run left active; returns how many.
 pub async fn recover(db: &DatabaseConnection, log: &EventLog) -> Result<usize, LogError> {
     let runs = run::Entity::find()
-        .filter(run::Column::Status.is_in([RUN_RUNNING, RUN_QUEUED]))
+        .filter(run::Column::Status.is_in([RunStatus::Running, RunStatus::Queued]))
         .order_by_asc(run::Column::Id)
         .all(db)
         .await?;
     let count = runs.len();
-    let mut queued: BTreeMap<String, Vec<RunId>> = BTreeMap::new();
+    let mut queued: BTreeMap<SessionId, Vec<RunId>> = BTreeMap::new();
     for row in runs {
-        if row.status == RUN_QUEUED {
-            queued
-                .entry(row.session_id)
-                .or_default()
-                .push(RunId::from_db(row.id));
+        if row.status == RunStatus::Queued {
+            queued.entry(row.session_id).or_default().push(row.id);
             continue;
         }
-        let session = SessionId::from_db(row.session_id.clone());
-        let run_id = RunId::from_db(row.id.clone());
+        let session = row.session_id;
+        let run_id = row.id;
         let mut batch = Batch::new(&session, &run_id);
         account_for(db, &mut batch, &session, &run_id).await?;
-        batch.event(
-            "run.finished",
-            json!({ "run_id": run_id, "reason": Reason::Interrupted.as_str() }),
-        );
+        batch.event(events::RunFinished {
+            run_id: run_id.clone(),
+            reason: Reason::Interrupted,
+            usage: None,
+        });
         batch.finish_run(Reason::Interrupted, None);
         batch.status(Status::Idle);
         batch.commit(log).await?;
         tracing::info!(session_id = %session, %run_id, "finished a run left active by the last process");
     }
     for (session, runs) in queued {
-        let session = SessionId::from_db(session);
         record::finish_unstarted(log, &session, &runs, Reason::Interrupted).await?;
         tracing::info!(
             session_id = %session, runs = runs.len(),
@@ -74,7 +73,10 @@ async fn account_for(
         .column(event::Column::Data)
         .filter(event::Column::SessionId.eq(session.as_str()))
         .filter(event::Column::RunId.eq(run_id.as_str()))
-        .filter(event::Column::Kind.is_in(["text.delta", "tool.call", "tool.result"]))
+        .filter(
+            event::Column::Kind
+                .is_in([Kind::TextDelta, Kind::ToolCall, Kind::ToolResult].map(Kind::as_str)),
+        )
         .order_by_asc(event::Column::Seq)
         .into_tuple()
         .all(db)
@@ -89,35 +91,32 @@ async fn account_for(
         .into_iter()
         .collect();
 
-    let mut partial: Vec<(String, String)> = Vec::new();
+    let mut partial: Vec<(MessageId, String)> = Vec::new();
     let mut open_calls: Vec<String> = Vec::new();
     for (kind, data) in rows {
-        let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-        let text = |key: &str| data.get(key).and_then(Value::as_str).map(str::to_owned);
-        match kind.as_str() {
-            "text.delta" => {
-                let (Some(id), Some(delta)) = (text("message_id"), text("delta")) else {
-                    continue;
-                };
-                if stored.contains(&id) {
+        let event = RawValue::from_string(data)
+            .map_err(|e| e.to_string())
+            .and_then(|data| Event::parse(&kind, &data));
+        match event {
+            Ok(Event::TextDelta(events::TextDelta { message_id, delta })) => {
+                if stored.contains(message_id.as_str()) {
                     continue;
                 }
-                match partial.iter_mut().find(|(m, _)| *m == id) {
+                match partial.iter_mut().find(|(m, _)| *m == message_id) {
                     Some((_, content)) => content.push_str(&delta),
-                    None => partial.push((id, delta)),
+                    None => partial.push((message_id, delta)),
                 }
             }
-            "tool.call" => open_calls.extend(text("call_id")),
-            "tool.result" => {
-                if let Some(id) = text("call_id") {
-                    open_calls.retain(|c| *c != id);
-                }
+            Ok(Event::ToolCall(call)) => open_calls.push(call.call_id),
+            Ok(Event::ToolResult(result)) => open_calls.retain(|c| *c != result.call_id),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, %kind, "a stored event of the run does not read back");
             }
-            _ => {}
         }
     }
     for (id, content) in partial {
-        batch.assistant_message(&MessageId::from_db(id), content, &[], "incomplete");
+        batch.assistant_message(&id, content, &[], MessageStatus::Incomplete);
     }
     let ended = calls::cancel_open(
         db,

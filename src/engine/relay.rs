@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use socketioxide::extract::SocketRef;
 use tokio::sync::Notify;
 
-use super::calls::{self, Approval, Decision};
+use super::calls::{self, Approval, CallStatus, Decision};
 use super::gateways::{Gateway, Target};
 use super::{Engine, EngineError, Inner};
 use crate::auth::{Identity, UserId};
@@ -101,7 +101,7 @@ impl Engine {
             .into());
         }
         let row = self.inner.call_for(caller, call_id, &from).await?;
-        let target = Target::from_db(&row.target);
+        let target = row.target;
         let expected = match from {
             Answerer::Gateway => Target::Gateway,
             Answerer::User { .. } => Target::User,
@@ -112,16 +112,16 @@ impl Engine {
                 _ => EngineError::CallForGateway(call_id.to_owned()),
             });
         }
-        let from_states: &[&str] = match target {
-            Target::Gateway => &[calls::PENDING, calls::SENT],
-            _ => &[calls::PENDING],
+        let from_states: &[CallStatus] = match target {
+            Target::Gateway => &[CallStatus::Pending, CallStatus::Sent],
+            _ => &[CallStatus::Pending],
         };
-        if !from_states.contains(&row.status.as_str())
+        if !from_states.contains(&row.status)
             || !calls::claim(
                 &self.inner.db,
                 call_id,
                 from_states,
-                calls::RESOLVED,
+                CallStatus::Resolved,
                 output,
                 is_error,
             )
@@ -129,8 +129,8 @@ impl Engine {
         {
             return Err(self.inner.conflict(call_id).await);
         }
-        tracing::info!(call_id, run_id = row.run_id, is_error, "tool call answered");
-        self.inner.wake(&row.run_id);
+        tracing::info!(call_id, run_id = %row.run_id, is_error, "tool call answered");
+        self.inner.wake(row.run_id.as_str());
         Ok(())
     }
 
@@ -157,12 +157,12 @@ impl Engine {
                 .await?;
         let row = calls::find(&self.inner.db, &request.call_id)
             .await?
-            .filter(|row| row.session_id == session.as_str())
+            .filter(|row| row.session_id == session)
             .ok_or_else(|| EngineError::NoCall {
                 call_id: request.call_id.clone(),
                 session: Some(session.to_string()),
             })?;
-        if row.status != calls::AWAITING_APPROVAL {
+        if row.status != CallStatus::AwaitingApproval {
             return Err(self.inner.conflict(&row.id).await);
         }
         let moved = match request.decision {
@@ -178,8 +178,8 @@ impl Engine {
                 calls::claim(
                     &self.inner.db,
                     &row.id,
-                    &[calls::AWAITING_APPROVAL],
-                    calls::DENIED,
+                    &[CallStatus::AwaitingApproval],
+                    CallStatus::Denied,
                     &json!(reason),
                     true,
                 )
@@ -190,7 +190,7 @@ impl Engine {
             return Err(self.inner.conflict(&row.id).await);
         }
         tracing::info!(call_id = row.id, decision = ?request.decision, "tool call decided");
-        self.inner.wake(&row.run_id);
+        self.inner.wake(row.run_id.as_str());
         Ok(())
     }
 }
@@ -213,11 +213,9 @@ impl Inner {
             ),
             Answerer::Gateway => None,
         };
-        let row = calls::find(&self.db, call_id).await?.filter(|row| {
-            session
-                .as_ref()
-                .is_none_or(|s| row.session_id == s.as_str())
-        });
+        let row = calls::find(&self.db, call_id)
+            .await?
+            .filter(|row| session.as_ref().is_none_or(|s| row.session_id == *s));
         let Some(row) = row else {
             return Err(EngineError::NoCall {
                 call_id: call_id.to_owned(),
@@ -236,14 +234,15 @@ impl Inner {
     /// `conflict` for a call that can no longer take what was asked,
     /// saying where it is.
     async fn conflict(&self, call_id: &str) -> EngineError {
-        let status = match calls::find(&self.db, call_id).await {
-            Ok(Some(row)) => row.status,
-            _ => "changed".to_owned(),
-        };
-        let why = match status.as_str() {
-            calls::AWAITING_APPROVAL => "it waits for approval (tool:approval)".to_owned(),
-            calls::PENDING | calls::SENT => "it is not waiting for approval".to_owned(),
-            other => format!("it is already {other}"),
+        let why = match calls::find(&self.db, call_id).await {
+            Ok(Some(row)) => match row.status {
+                CallStatus::AwaitingApproval => "it waits for approval (tool:approval)".to_owned(),
+                CallStatus::Pending | CallStatus::Sent => {
+                    "it is not waiting for approval".to_owned()
+                }
+                ended => format!("it is already {ended}"),
+            },
+            _ => "it is already changed".to_owned(),
         };
         EngineError::CallMoved {
             call_id: call_id.to_owned(),
@@ -291,13 +290,13 @@ impl Inner {
         let gateways = self.registry.gateways(user);
         for row in rows {
             let to_same = registering.filter(|g| {
-                row.status == calls::SENT
+                row.status == CallStatus::Sent
                     && row.gateway_id.as_deref() == Some(g.gateway_id.as_str())
                     && g.has(&row.name)
             });
             let chosen = match to_same {
                 Some(gateway) => Some(gateway),
-                None if row.status == calls::SENT
+                None if row.status == CallStatus::Sent
                     && gateways
                         .iter()
                         .any(|g| row.gateway_id.as_deref() == Some(g.gateway_id.as_str())) =>

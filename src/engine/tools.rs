@@ -3,10 +3,12 @@
 //! cancelled — it gets both before the provider is called again, so the
 //! conversation sent upstream stays valid.
 
-use serde_json::{Value, json};
+use entity::states::{MessageStatus, Role};
+use serde_json::Value;
 
 use super::calls::Outcome;
 use super::record::Batch;
+use crate::events::{self, ResultStatus};
 use crate::ids::MessageId;
 
 /// A `tool.result` event and the `tool` message the model will see.
@@ -16,15 +18,21 @@ pub(super) fn result(batch: &mut Batch, call_id: &str, outcome: Outcome) {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
-    let index = batch.event(
-        "tool.result",
-        json!({ "call_id": call_id, "status": status, "output": output }),
-    );
+    let index = batch.event(events::ToolResult {
+        call_id: call_id.to_owned(),
+        status,
+        output,
+    });
     let content = match status {
-        "success" => text,
-        other => format!("[{other}] {text}"),
+        ResultStatus::Success => text,
+        other => format!("[{}] {text}", other.as_str()),
     };
-    let mut row = batch.message_row(&MessageId::generate(), "tool", content, "complete");
+    let mut row = batch.message_row(
+        &MessageId::generate(),
+        Role::Tool,
+        content,
+        MessageStatus::Complete,
+    );
     row.tool_call_id = sea_orm::Set(Some(call_id.to_owned()));
     batch.message(index, row);
 }

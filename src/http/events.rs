@@ -18,9 +18,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::auth::http::Caller;
 use crate::error::ApiError;
+use crate::events::{self, MAX_X_TYPE_BYTES};
 use crate::http::extract::Query;
 use crate::ids::{Seq, SessionId};
-use crate::log::event::{MAX_X_TYPE_BYTES, is_producer_type};
 use crate::log::{NewEvent, Sink};
 use crate::sessions;
 use crate::state::AppState;
@@ -99,12 +99,12 @@ pub async fn append(
 
 fn validate(index: usize, event: IngestEvent) -> Result<NewEvent, ApiError> {
     let at = format!("events[{index}]");
-    if !is_producer_type(&event.kind) {
+    if !events::is_producer_type(&event.kind) {
         let shown: String = event.kind.chars().take(MAX_X_TYPE_BYTES).collect();
         return Err(ApiError::Unprocessable(format!(
-            "{at}.type: {shown:?} cannot be appended by producers (allowed: output, progress, \
-             info, error, tool.call, tool.result, and x. followed by up to {} letters, digits, \
-             `.`, `_`, `-`, `:` or `/`)",
+            "{at}.type: {shown:?} cannot be appended by producers (allowed: {}, and x. followed \
+             by up to {} letters, digits, `.`, `_`, `-`, `:` or `/`)",
+            events::producer_types(),
             MAX_X_TYPE_BYTES - 2
         )));
     }
@@ -117,7 +117,7 @@ fn validate(index: usize, event: IngestEvent) -> Result<NewEvent, ApiError> {
         crate::payload::check_text(&format!("{at}.idempotency_key"), key).map_err(unprocessable)?;
     }
     crate::payload::check_raw_json(&format!("{at}.data"), &event.data).map_err(unprocessable)?;
-    crate::log::event::check_data(&event.kind, &event.data)
+    events::check_data(&event.kind, &event.data)
         .map_err(|e| ApiError::Unprocessable(format!("{at} ({}): data{e}", event.kind)))?;
     Ok(NewEvent {
         kind: event.kind,

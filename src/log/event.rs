@@ -8,9 +8,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::events::Event;
 use crate::ids::{RunId, Seq};
 
-/// An event to append. `data` is JSON.
+/// An event to append: its `type` and its `data` as JSON, made from an
+/// [`Event`] or, for a producer's, checked against it and kept as sent.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub kind: String,
@@ -21,6 +23,18 @@ pub struct NewEvent {
 
 impl NewEvent {
     /// An event the server itself logs (runs, status changes).
+    pub fn of(run_id: Option<&RunId>, event: impl Into<Event>) -> Self {
+        let (kind, data) = event.into().into_parts();
+        Self {
+            kind,
+            run_id: run_id.cloned(),
+            data,
+            idempotency_key: None,
+        }
+    }
+
+    /// An event of type `kind` with `data` as given, not checked against
+    /// [`Event`] (for code that appends to the log directly, as tests do).
     pub fn new(kind: &str, run_id: Option<&RunId>, data: serde_json::Value) -> Self {
         Self {
             kind: kind.to_owned(),
@@ -118,24 +132,6 @@ pub struct Stored {
     pub data: String,
 }
 
-/// The longest producer-defined type name (`x.…`), in bytes.
-pub const MAX_X_TYPE_BYTES: usize = 128;
-
-/// Event types a producer may append over HTTP: the typed ones, and `x.`
-/// followed by up to 126 letters, digits, `.`, `_`, `-`, `:` or `/`.
-pub fn is_producer_type(kind: &str) -> bool {
-    matches!(
-        kind,
-        "output" | "progress" | "info" | "error" | "tool.call" | "tool.result"
-    ) || kind.strip_prefix("x.").is_some_and(|rest| {
-        !rest.is_empty()
-            && kind.len() <= MAX_X_TYPE_BYTES
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/'))
-    })
-}
-
 /// The log a subscriber or reader is told about when what it asked for was
 /// pruned.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -143,116 +139,4 @@ pub struct Window {
     pub head_seq: Seq,
     /// Oldest stored seq (head + 1 when nothing is stored).
     pub first_seq: Seq,
-}
-
-/// The shapes of the typed event types' `data` (PROTOCOL §4.3). `x.*` and
-/// server-only types are not checked here.
-mod shapes {
-    use serde::Deserialize;
-    use serde_json::Value;
-
-    #[derive(Deserialize)]
-    #[serde(rename_all = "lowercase")]
-    pub enum Stream {
-        Stdout,
-        Stderr,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    pub struct Output {
-        pub stream: Stream,
-        pub data: String,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    pub struct Progress {
-        pub passing: Option<u64>,
-        pub total: Option<u64>,
-        pub message: Option<String>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    pub struct Info {
-        pub message: String,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    pub struct Error {
-        pub code: String,
-        pub message: String,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(rename_all = "lowercase")]
-    pub enum Target {
-        Gateway,
-        Server,
-        User,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    pub struct ToolCall {
-        pub call_id: String,
-        pub name: String,
-        pub arguments: Value,
-        pub target: Target,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(rename_all = "lowercase")]
-    pub enum ResultStatus {
-        Success,
-        Error,
-        Denied,
-        Timeout,
-        Cancelled,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    pub struct ToolResult {
-        pub call_id: String,
-        pub status: ResultStatus,
-        pub output: Value,
-    }
-}
-
-/// Checks `data` against the shape of `kind`. The error starts with the
-/// path inside `data` (`.stream: unknown variant …`, or `: …` for `data`
-/// itself).
-pub fn check_data(kind: &str, data: &RawValue) -> Result<(), String> {
-    fn check<T: serde::de::DeserializeOwned>(data: &RawValue) -> Result<(), String> {
-        let mut deserializer = serde_json::Deserializer::from_str(data.get());
-        serde_path_to_error::deserialize::<_, T>(&mut deserializer)
-            .map(drop)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                if path == "." {
-                    format!(": {inner}")
-                } else {
-                    format!(".{path}: {inner}")
-                }
-            })
-    }
-    match kind {
-        "output" => check::<shapes::Output>(data),
-        "progress" => check::<shapes::Progress>(data),
-        "info" => check::<shapes::Info>(data),
-        "error" => check::<shapes::Error>(data),
-        "tool.call" => check::<shapes::ToolCall>(data),
-        "tool.result" => check::<shapes::ToolResult>(data),
-        _ => Ok(()),
-    }
 }

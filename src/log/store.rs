@@ -226,10 +226,10 @@ async fn insert_events(
                     &event.data,
                 ));
                 rows.push(event::ActiveModel {
-                    session_id: Set(session_id.to_owned()),
+                    session_id: Set(group.session_id.clone()),
                     seq: Set(*seq),
                     kind: Set(event.kind.clone()),
-                    run_id: Set(event.run_id.as_ref().map(|r| r.as_str().to_owned())),
+                    run_id: Set(event.run_id.clone()),
                     data: Set(event.data.get().to_owned()),
                     idempotency_key: Set(event.idempotency_key.clone()),
                     created_at: Set(now),
@@ -320,7 +320,7 @@ async fn allocate(
             heads.extend(
                 updated
                     .into_iter()
-                    .map(|row| (row.id, row.head_seq, row.first_seq)),
+                    .map(|row| (row.id.into_string(), row.head_seq, row.first_seq)),
             );
         }
         return Ok(heads);
@@ -511,7 +511,7 @@ pub async fn window(
     db: &impl ConnectionTrait,
     session_id: &SessionId,
 ) -> Result<Option<(String, Window)>, DbErr> {
-    let row: Option<(String, Seq, Seq)> = session::Entity::find_by_id(session_id.as_str())
+    let row: Option<(String, Seq, Seq)> = session::Entity::find_by_id(session_id.clone())
         .select_only()
         .column(session::Column::Owner)
         .column(session::Column::HeadSeq)

@@ -5,25 +5,26 @@
 
 use chrono::{DateTime, Utc};
 use entity::message;
+use entity::states::{MessageStatus, Role};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::SessionError;
-use crate::ids::SessionId;
+use crate::ids::{MessageId, SessionId};
 
 /// A message as clients see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageView {
     pub id: String,
-    pub role: String,
+    pub role: Role,
     pub content: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
-    pub status: String,
+    pub status: MessageStatus,
     pub created_at: DateTime<Utc>,
 }
 
@@ -31,7 +32,7 @@ impl From<message::Model> for MessageView {
     fn from(m: message::Model) -> Self {
         Self {
             tool_calls: m.tool_calls.and_then(|t| serde_json::from_str(&t).ok()),
-            id: m.id,
+            id: m.id.into_string(),
             role: m.role,
             content: m.content,
             tool_call_id: m.tool_call_id,
@@ -84,7 +85,7 @@ pub async fn list(
         if uuid::Uuid::parse_str(before).is_err() {
             return Err(SessionError::BadMessageId(before.clone()));
         }
-        let seq: Option<i64> = message::Entity::find_by_id(before.as_str())
+        let seq: Option<i64> = message::Entity::find_by_id(MessageId::from_db(before.clone()))
             .filter(message::Column::SessionId.eq(session.as_str()))
             .select_only()
             .column(message::Column::Seq)

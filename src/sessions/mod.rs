@@ -27,27 +27,8 @@ use crate::rate::Limited;
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Idle,
-    Running,
-    AwaitingTool,
-    AwaitingApproval,
-    AwaitingInput,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Idle => "idle",
-            Status::Running => "running",
-            Status::AwaitingTool => "awaiting_tool",
-            Status::AwaitingApproval => "awaiting_approval",
-            Status::AwaitingInput => "awaiting_input",
-        }
-    }
-}
+/// A session's status, stored and sent as its string.
+pub use entity::states::SessionStatus as Status;
 
 /// Why a request about a session was refused or failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -94,12 +75,13 @@ impl From<sea_orm::DbErr> for SessionError {
 }
 
 /// A session as clients see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+#[ts(rename = "Session")]
 pub struct SessionView {
     pub id: String,
     pub owner: String,
     pub title: String,
-    pub status: String,
+    pub status: Status,
     pub head_seq: Seq,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -111,7 +93,7 @@ impl From<session::Model> for SessionView {
         Self {
             metadata: serde_json::from_str(&m.metadata)
                 .unwrap_or_else(|_| Value::Object(Map::new())),
-            id: m.id,
+            id: m.id.into_string(),
             owner: m.owner,
             title: m.title,
             status: m.status,
@@ -224,10 +206,10 @@ async fn insert(
 ) -> Result<SessionView, SessionError> {
     let now = crate::time::now();
     let model = session::ActiveModel {
-        id: Set(SessionId::generate().into_string()),
+        id: Set(SessionId::generate()),
         owner: Set(owner.user_id.as_str().to_owned()),
         title: Set(new.title),
-        status: Set(Status::Idle.as_str().to_owned()),
+        status: Set(Status::Idle),
         head_seq: Set(0),
         first_seq: Set(1),
         metadata: Set(new.metadata),
@@ -330,7 +312,7 @@ pub fn check_owner(owner: &str, caller: &Identity) -> Result<(), SessionError> {
 }
 
 async fn find(db: &impl ConnectionTrait, id: &SessionId) -> Result<session::Model, SessionError> {
-    session::Entity::find_by_id(id.as_str())
+    session::Entity::find_by_id(id.clone())
         .one(db)
         .await?
         .ok_or_else(|| SessionError::NotFound(id.clone()))

@@ -113,7 +113,7 @@ pub struct ChatRequest {
 }
 
 /// Token counts, as the provider reported them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,

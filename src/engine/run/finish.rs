@@ -1,15 +1,15 @@
 //! The end of a run: the one exit path of every started run, and the end
 //! of runs dropped from the queue before they started.
 
-use serde_json::json;
-
 use super::{RunError, Turn};
 use crate::engine::calls::{self, Outcome};
 use crate::engine::record::{self, Reason};
 use crate::engine::{Entry, Inner, tools};
 use crate::error::Chain;
+use crate::events;
 use crate::ids::{RunId, SessionId};
 use crate::sessions::Status;
+use entity::states::MessageStatus;
 
 /// Ends runs that never started (dropped from the queue) with `reason`, all
 /// in one write. If that fails, their rows stay `queued` and the next start
@@ -53,7 +53,7 @@ pub(super) async fn finish(turn: &Turn, reason: Reason, error: Option<RunError>)
     if let Some((message_id, text)) = partial
         && !text.is_empty()
     {
-        batch.assistant_message(&message_id, text, &[], "incomplete");
+        batch.assistant_message(&message_id, text, &[], MessageStatus::Incomplete);
     }
     if !open_calls.is_empty() {
         let message = format!(
@@ -76,13 +76,13 @@ pub(super) async fn finish(turn: &Turn, reason: Reason, error: Option<RunError>)
     }
     if let Some(error) = &error {
         tracing::warn!(error = %Chain(error), "run failed");
-        batch.event("error", error.event());
+        batch.event(error.event());
     }
-    let mut data = json!({ "run_id": turn.run_id, "reason": reason.as_str() });
-    if let Some(usage) = usage {
-        data["usage"] = json!(usage);
-    }
-    batch.event("run.finished", data);
+    batch.event(events::RunFinished {
+        run_id: turn.run_id.clone(),
+        reason,
+        usage,
+    });
     batch.finish_run(reason, usage);
     batch.status(Status::Idle);
 

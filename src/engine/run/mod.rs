@@ -15,16 +15,17 @@ mod wait;
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::provider::{ProviderError, Usage};
 use super::record::{Batch, Reason};
 use super::{Entry, Inner};
 use crate::auth::UserId;
+use crate::events::{self, Heartbeat};
 use crate::ids::{MessageId, RunId, SessionId};
 use crate::log::{LogError, StoreError};
 use crate::sessions::Status;
+use entity::states::{MessageStatus, Role};
 pub(super) use finish::finish_unstarted;
 
 /// Why the steps of a run stopped early.
@@ -51,14 +52,18 @@ impl From<sea_orm::DbErr> for RunError {
 impl RunError {
     /// The `error` event: provider failures are the user's to see (it is
     /// their provider); internal ones say nothing about internals.
-    fn event(&self) -> Value {
-        match self {
-            RunError::Provider(e) => json!({ "code": "provider_error", "message": e.to_string() }),
-            RunError::MaxSteps(_) => json!({ "code": "max_steps", "message": self.to_string() }),
-            RunError::Log(_) | RunError::Store(_) | RunError::Panicked => json!({
-                "code": "internal",
-                "message": "the run failed because of an internal error; the session is usable",
-            }),
+    fn event(&self) -> events::Error {
+        let (code, message) = match self {
+            RunError::Provider(e) => ("provider_error", e.to_string()),
+            RunError::MaxSteps(_) => ("max_steps", self.to_string()),
+            RunError::Log(_) | RunError::Store(_) | RunError::Panicked => (
+                "internal",
+                "the run failed because of an internal error; the session is usable".to_owned(),
+            ),
+        };
+        events::Error {
+            code: code.to_owned(),
+            message,
         }
     }
 }
@@ -119,23 +124,23 @@ pub(super) async fn start(
     entry: &Entry,
 ) -> Result<(), LogError> {
     let mut batch = Batch::new(session, &entry.run_id);
-    let mut data = json!({ "message_id": entry.message_id, "content": &*entry.content });
-    if let Some(id) = &entry.client_msg_id {
-        data["client_msg_id"] = json!(id);
-    }
-    let user = batch.event("message.user", data);
+    let user = batch.event(events::MessageUser {
+        message_id: entry.message_id.clone(),
+        content: entry.content.to_string(),
+        client_msg_id: entry.client_msg_id.clone(),
+    });
     let mut row = batch.message_row(
         &entry.message_id,
-        "user",
+        Role::User,
         entry.content.to_string(),
-        "complete",
+        MessageStatus::Complete,
     );
     row.client_msg_id = sea_orm::Set(entry.client_msg_id.clone());
     batch.message(user, row);
-    batch.event(
-        "run.started",
-        json!({ "run_id": entry.run_id, "message_id": entry.message_id }),
-    );
+    batch.event(events::RunStarted {
+        run_id: entry.run_id.clone(),
+        message_id: entry.message_id.clone(),
+    });
     batch.start_run(&entry.message_id);
     batch.status(Status::Running);
     batch.commit(&inner.log).await?;
@@ -175,12 +180,14 @@ pub(super) async fn run(inner: Arc<Inner>, session: &SessionId, entry: &Entry) {
             },
             () = tokio::time::sleep_until(quiet_until) => {
                 let status = turn.progress().status;
-                inner.log.notify(session, "agent:heartbeat", &json!({
-                    "session_id": session,
-                    "run_id": entry.run_id,
-                    "status": status.as_str(),
-                    "elapsed_ms": began.elapsed().as_millis() as u64,
-                }));
+                let beat = Heartbeat {
+                    session_id: session.clone(),
+                    run_id: entry.run_id.clone(),
+                    status,
+                    elapsed_ms: began.elapsed().as_millis() as u64,
+                };
+                let beat = serde_json::to_value(beat).expect("a heartbeat serializes");
+                inner.log.notify(session, "agent:heartbeat", &beat);
                 turn.progress().last_sent = Instant::now();
             }
         }

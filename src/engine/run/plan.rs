@@ -7,13 +7,14 @@ use serde_json::{Value, json};
 
 use super::Turn;
 use super::wait::waiting_status;
-use crate::engine::calls::{self, Outcome};
+use crate::engine::calls::{self, CallStatus, Outcome};
 use crate::engine::conversation::arguments_value;
 use crate::engine::gateways::{Offer, Target, Tool};
 use crate::engine::provider::ToolCall;
 use crate::engine::record::Batch;
 use crate::engine::tools;
 use crate::error::Chain;
+use crate::events;
 use crate::sessions::Status;
 
 /// Logs the model's tool calls and makes a row for each: refused at once
@@ -37,13 +38,12 @@ pub(super) async fn plan_calls(
     for ((call, arguments), misfit) in calls.iter().zip(all_arguments).zip(&mut misfits) {
         let tool = offer.get(&call.name);
         let target = tool.map_or(Target::Server, |t| t.target);
-        batch.event(
-            "tool.call",
-            json!({
-                "call_id": call.id, "name": call.name,
-                "arguments": arguments, "target": target.as_str(),
-            }),
-        );
+        batch.event(events::ToolCall {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: arguments.clone(),
+            target,
+        });
         let refused = match tool {
             None => Some(Outcome::error(format!(
                 "no tool named {:?} is available in this session",
@@ -53,10 +53,10 @@ pub(super) async fn plan_calls(
         };
         let requires_approval = tool.is_some_and(|t| t.requires_approval);
         let (status, deadline) = match (&refused, target) {
-            (Some(_), _) => (calls::RESOLVED, None),
-            (None, _) if requires_approval => (calls::AWAITING_APPROVAL, None),
-            (None, Target::Gateway) => (calls::PENDING, Some(deadline)),
-            (None, _) => (calls::PENDING, None),
+            (Some(_), _) => (CallStatus::Resolved, None),
+            (None, _) if requires_approval => (CallStatus::AwaitingApproval, None),
+            (None, Target::Gateway) => (CallStatus::Pending, Some(deadline)),
+            (None, _) => (CallStatus::Pending, None),
         };
         batch.tool_call(calls::row(
             call,
@@ -74,7 +74,7 @@ pub(super) async fn plan_calls(
         ));
         if refused.is_none() {
             open.push(call.id.clone());
-            waiting.push((status == calls::AWAITING_APPROVAL, target));
+            waiting.push((status == CallStatus::AwaitingApproval, target));
         }
         then.push((call, arguments, refused, requires_approval));
     }
@@ -83,10 +83,11 @@ pub(super) async fn plan_calls(
         match refused {
             Some(outcome) => tools::result(batch, &call.id, outcome),
             None if requires_approval => {
-                batch.event(
-                    "tool.approval_requested",
-                    json!({ "call_id": call.id, "name": call.name, "arguments": arguments }),
-                );
+                batch.event(events::ToolApprovalRequested {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments,
+                });
             }
             None => {}
         }

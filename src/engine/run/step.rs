@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 
 use futures_util::StreamExt;
-use serde_json::json;
 use tokio::time::Instant;
 
 use super::plan::plan_calls;
@@ -13,8 +12,10 @@ use super::{End, RunError, Turn};
 use crate::engine::calls;
 use crate::engine::conversation;
 use crate::engine::provider::{ChatRequest, ProviderError, ProviderEvent, Usage};
+use crate::events;
 use crate::ids::MessageId;
 use crate::log::{NewEvent, Submitted};
+use entity::states::MessageStatus;
 
 /// Text deltas handed to the log and not yet known to be committed. The
 /// run does not wait for each commit before reading the next delta (those
@@ -82,10 +83,12 @@ pub(super) async fn steps(turn: Turn) -> Result<End, RunError> {
                     if delta.is_empty() {
                         continue;
                     }
-                    let event = NewEvent::new(
-                        "text.delta",
+                    let event = NewEvent::of(
                         Some(&turn.run_id),
-                        json!({ "message_id": message_id, "delta": delta }),
+                        events::TextDelta {
+                            message_id: message_id.clone(),
+                            delta: delta.clone(),
+                        },
                     );
                     let submitted = turn
                         .inner
@@ -122,7 +125,7 @@ pub(super) async fn steps(turn: Turn) -> Result<End, RunError> {
             .map(|(_, text)| text.clone())
             .unwrap_or_default();
         let mut batch = turn.batch();
-        batch.assistant_message(&message_id, text, &calls, "complete");
+        batch.assistant_message(&message_id, text, &calls, MessageStatus::Complete);
         let open = plan_calls(&turn, &mut batch, &offer, &calls).await;
         turn.commit(batch).await?;
         {

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{RunError, Turn};
-use crate::engine::calls::{self, Outcome};
+use crate::engine::calls::{self, CallStatus, Outcome};
 use crate::engine::gateways::Target;
 use crate::engine::{Inner, tools};
 use crate::sessions::Status;
@@ -51,7 +51,7 @@ pub(super) async fn wait_for_calls(turn: &Turn) -> Result<Waited, RunError> {
         let now = crate::time::now();
         for row in &mut rows {
             let expired = row.deadline_at.is_some_and(|d| d <= now)
-                && (row.status == calls::PENDING || row.status == calls::SENT);
+                && (row.status == CallStatus::Pending || row.status == CallStatus::Sent);
             if !expired {
                 continue;
             }
@@ -60,8 +60,17 @@ pub(super) async fn wait_for_calls(turn: &Turn) -> Result<Waited, RunError> {
                 row.name,
                 humantime::format_duration(timeout)
             ));
-            let from = [calls::PENDING, calls::SENT];
-            if calls::claim(&inner.db, &row.id, &from, calls::TIMEOUT, &output, true).await? {
+            let from = [CallStatus::Pending, CallStatus::Sent];
+            if calls::claim(
+                &inner.db,
+                &row.id,
+                &from,
+                CallStatus::Timeout,
+                &output,
+                true,
+            )
+            .await?
+            {
                 tracing::info!(call_id = row.id, "tool call timed out");
             }
             if let Some(fresh) = calls::find(&inner.db, &row.id).await? {
@@ -81,12 +90,11 @@ pub(super) async fn wait_for_calls(turn: &Turn) -> Result<Waited, RunError> {
                 None => tools::result(&mut batch, id, Outcome::cancelled("the call was lost")),
             }
         }
-        let status = waiting_status(still_open.iter().map(|r| {
-            (
-                r.status == calls::AWAITING_APPROVAL,
-                Target::from_db(&r.target),
-            )
-        }));
+        let status = waiting_status(
+            still_open
+                .iter()
+                .map(|r| (r.status == CallStatus::AwaitingApproval, r.target)),
+        );
         if status != turn.progress().status {
             batch.status(status);
         }
@@ -101,9 +109,10 @@ pub(super) async fn wait_for_calls(turn: &Turn) -> Result<Waited, RunError> {
         if still_open.is_empty() {
             return Ok(Waited::Answered);
         }
-        if still_open.iter().any(|r| {
-            Target::from_db(&r.target) == Target::Gateway && r.status != calls::AWAITING_APPROVAL
-        }) {
+        if still_open
+            .iter()
+            .any(|r| r.target == Target::Gateway && r.status != CallStatus::AwaitingApproval)
+        {
             inner.deliver(&turn.owner, None).await;
         }
         let next_deadline = still_open
