@@ -141,6 +141,7 @@ impl Application {
             .with_state(state.clone())
             .build_layer();
         crate::realtime::register(&io, &state);
+        state.engine.reach_gateways_through(&io);
         let router = crate::http::router(state.clone(), socketio_layer);
 
         let listener = TcpListener::bind(state.config.bind)
