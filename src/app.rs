@@ -103,6 +103,7 @@ impl Application {
                 limits: config.limits.clone(),
             },
             tasks.clone(),
+            shutdown.clone(),
         );
         let recovered = engine
             .recover()

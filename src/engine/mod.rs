@@ -105,6 +105,8 @@ struct Inner {
     provider: Arc<dyn Provider>,
     settings: Settings,
     tasks: TaskTracker,
+    /// Cancelled when the server shuts down (after the runs ended).
+    shutdown: CancellationToken,
     slots: Mutex<HashMap<SessionId, Arc<Slot>>>,
     stopping: AtomicBool,
     /// Connected gateways and their tools.
@@ -124,6 +126,7 @@ impl Engine {
         provider: Arc<dyn Provider>,
         settings: Settings,
         tasks: TaskTracker,
+        shutdown: CancellationToken,
     ) -> Self {
         let execute_rate =
             KeyedLimiter::new(settings.limits.execute_rate, "agent:execute requests");
@@ -134,6 +137,7 @@ impl Engine {
                 provider,
                 settings,
                 tasks,
+                shutdown,
                 slots: Mutex::default(),
                 stopping: AtomicBool::new(false),
                 registry: gateways::Registry::default(),

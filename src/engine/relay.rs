@@ -344,8 +344,9 @@ impl Inner {
         {
             Ok(ack) => {
                 tracing::info!(call_id, gateway_id, "tool call sent");
+                let shutdown = self.shutdown.clone();
                 self.tasks.spawn(async move {
-                    if let Err(error) = ack.await {
+                    if let Some(Err(error)) = shutdown.run_until_cancelled_owned(ack).await {
                         tracing::warn!(%error, call_id, gateway_id, "tool call not acknowledged");
                     }
                 });
