@@ -1,7 +1,10 @@
 //! Building and running the server.
 //!
-//! [`Application::build`] connects to the database, applies migrations, wires
-//! HTTP and Socket.IO together and binds the listener (port 0 works);
+//! [`Application::build`] checks the configuration, binds the listener
+//! (port 0 works) before it touches anything else, so that a port in use
+//! costs nothing; then connects to the database and applies migrations,
+//! gives `--dev` its secret once the database is known to work, and wires
+//! HTTP and Socket.IO together;
 //! [`Application::run_until_stopped`] serves until the shutdown future
 //! resolves, then stops accepting, closes every Socket.IO transport (so
 //! clients reconnect by themselves to the next process), waits for in-flight
@@ -54,10 +57,10 @@ impl Application {
     /// Like [`Application::build`], with a provider of the caller's making
     /// instead of the configured one (embedding, tests).
     pub async fn build_with_provider(
-        config: Config,
+        mut config: Config,
         provider: Arc<dyn Provider>,
     ) -> anyhow::Result<Self> {
-        if !config.auth.any_method() && !config.auth.disabled {
+        if !config.auth.any_method() && !config.auth.disabled && !config.dev {
             anyhow::bail!(
                 "no authentication is configured: set SWITCHBOARD_API_TOKENS, \
                  SWITCHBOARD_JWT_SECRET or SWITCHBOARD_JWT_PUBLIC_KEY, \
@@ -73,18 +76,36 @@ impl Application {
                 config.bind
             );
         }
-        let auth = Authenticator::from_config(&config.auth)?;
+        // Known to be valid before anything else happens, unless it waits
+        // for the development secret.
+        let auth = if crate::dev::needs_secret(&config) {
+            None
+        } else {
+            Some(Authenticator::from_config(&config.auth)?)
+        };
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        let listener = Listener::new(listener, &config.limits);
+
         let db = crate::db::connect_and_migrate(&config)
             .await
-            .with_context(|| format!("cannot open the database {}", config.database_display()))?;
+            .with_context(|| crate::db::cannot_open(&config))?;
         tracing::info!(database = %config.database_display(), "database ready");
+        let auth = match auth {
+            Some(auth) => auth,
+            None => {
+                crate::dev::ensure_secret(&mut config)?;
+                Authenticator::from_config(&config.auth)?
+            }
+        };
 
         crate::metrics::handle();
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let writer = crate::db::connect_log_writer(&config)
             .await
-            .with_context(|| format!("cannot open the database {}", config.database_display()))?;
+            .with_context(|| crate::db::cannot_open(&config))?;
         let log = EventLog::new(
             db.clone(),
             writer,
@@ -144,11 +165,6 @@ impl Application {
         crate::realtime::register(&io, &state);
         state.engine.reach_gateways_through(&io);
         let router = crate::http::router(state.clone(), socketio_layer);
-
-        let listener = TcpListener::bind(state.config.bind)
-            .await
-            .with_context(|| format!("cannot listen on {}", state.config.bind))?;
-        let listener = Listener::new(listener, &state.config.limits);
         Ok(Self {
             listener,
             router,

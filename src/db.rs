@@ -1,5 +1,6 @@
-//! The database connection: SQLite (WAL, busy timeout) or PostgreSQL, with
-//! migrations applied by [`connect_and_migrate`].
+//! The database connection: SQLite (WAL, busy timeout; the file created
+//! when missing unless the URL sets `mode=`) or PostgreSQL, with migrations
+//! applied by [`connect_and_migrate`].
 
 use std::time::Duration;
 
@@ -35,7 +36,13 @@ pub async fn connect_log_writer(config: &Config) -> Result<Option<DatabaseConnec
 }
 
 fn options(config: &Config, log_writer: bool) -> ConnectOptions {
-    let mut options = ConnectOptions::new(config.database_url.expose_secret().to_owned());
+    let url = config.database_url.expose_secret();
+    // An embedded database is created when missing, unless the URL says
+    // otherwise (`?mode=ro`, `?mode=rw`).
+    let create = !url
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("mode=")));
+    let mut options = ConnectOptions::new(url.to_owned());
     options
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
@@ -44,6 +51,11 @@ fn options(config: &Config, log_writer: bool) -> ConnectOptions {
         // statements; only check connections that sat idle.
         .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .map_sqlx_sqlite_opts(move |opts| {
+            let opts = if create {
+                opts.create_if_missing(true)
+            } else {
+                opts
+            };
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
@@ -52,6 +64,23 @@ fn options(config: &Config, log_writer: bool) -> ConnectOptions {
                 .pragma("cache_size", if log_writer { "-65536" } else { "-16384" })
         });
     options
+}
+
+/// What could not be opened, for an error message: the database, and why a
+/// SQLite file cannot be where the URL puts it.
+pub fn cannot_open(config: &Config) -> String {
+    let mut message = format!("cannot open the database {}", config.database_display());
+    if let Some(dir) = config
+        .sqlite_path()
+        .and_then(|path| path.parent().map(std::path::Path::to_owned))
+        .filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir())
+    {
+        message.push_str(&format!(
+            " (the directory {} does not exist)",
+            dir.display()
+        ));
+    }
+    message
 }
 
 pub async fn connect_and_migrate(config: &Config) -> Result<DatabaseConnection, DbErr> {

@@ -3,8 +3,11 @@
 //! One error type for both faces: HTTP answers `{ "error": { "code",
 //! "message" } }` with a fitting status, Socket.IO acknowledgements
 //! `{ ok: false, error: { code, message } }` ([`crate::realtime::ack`]).
-//! An `internal` error says nothing about its cause to the client: the cause
-//! is logged here, once.
+//! The layers below (the log, the sessions, the engine) have error types of
+//! their own; each becomes an [`ApiError`] here, by one conversion that
+//! gives every variant its code. An `internal` error says nothing about its
+//! cause to the client, an `unavailable` one only that it is worth a retry:
+//! their cause is logged here, once ([`ApiError::body`]).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -12,6 +15,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::Failure;
+use crate::engine::EngineError;
+use crate::log::{LogError, StoreError};
+use crate::payload::Invalid;
+use crate::rate::Limited;
+use crate::sessions::SessionError;
 
 /// The error codes of PROTOCOL §4.1 (plus `unauthorized` for HTTP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,6 +75,13 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// `unavailable` because of a failure worth retrying (the database is
+    /// busy or out of reach); `cause` is logged, not sent.
+    #[error("{message}")]
+    Retry {
+        message: String,
+        cause: anyhow::Error,
+    },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -89,15 +104,24 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
             ApiError::Busy(_) => (StatusCode::CONFLICT, ErrorCode::Busy),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            ApiError::Unavailable(_) | ApiError::Retry { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
     }
 
-    /// The body both faces send; logs the cause of an internal error.
+    /// The body both faces send; logs the cause of an internal error, or
+    /// of one worth retrying — the one place it is logged.
     pub fn body(&self) -> ErrorBody {
-        if let ApiError::Internal(cause) = self {
-            tracing::error!(error = ?cause, "internal error");
+        match self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %Chain(cause.as_ref()), "internal error");
+            }
+            ApiError::Retry { cause, .. } => {
+                tracing::warn!(error = %Chain(cause.as_ref()), "unavailable, worth a retry");
+            }
+            _ => {}
         }
         ErrorBody {
             code: self.code(),
@@ -120,16 +144,132 @@ impl ApiError {
             retry_after: Some(retry_after),
         }
     }
-
-    /// The standard refusal for a session the caller may not see.
-    pub fn forbidden() -> Self {
-        ApiError::Forbidden("this session belongs to another user".into())
-    }
 }
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
-        ApiError::Internal(error.into())
+        StoreError::from(error).into()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NoSession(_) => ApiError::NotFound(error.to_string()),
+            _ if error.is_transient() => ApiError::Retry {
+                message: format!("{error}; retry"),
+                cause: error.into(),
+            },
+            _ => ApiError::Internal(error.into()),
+        }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(error: Invalid) -> Self {
+        match error {
+            Invalid::Malformed(message) => ApiError::InvalidPayload(message),
+            Invalid::TooLarge(message) => ApiError::TooLarge(message),
+        }
+    }
+}
+
+impl From<Limited> for ApiError {
+    fn from(error: Limited) -> Self {
+        match error {
+            Limited::TooFast {
+                message,
+                retry_after,
+            } => ApiError::RateLimited {
+                message,
+                retry_after: Some(retry_after),
+            },
+            Limited::OverBurst(message) => ApiError::TooLarge(message),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::Invalid(e) => e.into(),
+            SessionError::Limited(e) => e.into(),
+            SessionError::Store(e) => e.into(),
+            SessionError::BadId { .. } | SessionError::BadMessageId(_) => {
+                ApiError::InvalidPayload(error.to_string())
+            }
+            SessionError::NotFound(_) | SessionError::NoMessage(_) => {
+                ApiError::NotFound(error.to_string())
+            }
+            SessionError::NotYours
+            | SessionError::OwnerOnly
+            | SessionError::TooManySessions { .. } => ApiError::Forbidden(error.to_string()),
+        }
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(error: LogError) -> Self {
+        match error {
+            LogError::NotAllowed(e) => e.into(),
+            LogError::Store(e) => e.into(),
+            LogError::NoSession(_) => ApiError::NotFound(error.to_string()),
+            LogError::AfterHead { .. } => ApiError::Conflict(error.to_string()),
+            LogError::ShuttingDown | LogError::Restarting => {
+                ApiError::Unavailable(error.to_string())
+            }
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        match error {
+            EngineError::Invalid(e) => e.into(),
+            EngineError::Limited(e) => e.into(),
+            EngineError::Session(e) => e.into(),
+            EngineError::Log(e) => e.into(),
+            EngineError::Store(e) => e.into(),
+            EngineError::ShuttingDown | EngineError::SocketClosed => {
+                ApiError::Unavailable(error.to_string())
+            }
+            EngineError::RunActive(_)
+            | EngineError::SessionQueueFull { .. }
+            | EngineError::UserQueueFull { .. }
+            | EngineError::RegistrationsInFlight
+            | EngineError::RegistrationsWaiting => ApiError::Busy(error.to_string()),
+            EngineError::NoCall { .. } => ApiError::NotFound(error.to_string()),
+            EngineError::NotYourCall(_)
+            | EngineError::QuestionToUser(_)
+            | EngineError::CallForGateway(_) => ApiError::Forbidden(error.to_string()),
+            EngineError::CallMoved { .. } | EngineError::TooManyGateways(_) => {
+                ApiError::Conflict(error.to_string())
+            }
+            EngineError::SchemaJob(_) | EngineError::SchemaSlots(_) | EngineError::Schema(_) => {
+                ApiError::Internal(error.into())
+            }
+        }
+    }
+}
+
+/// An error and its causes on one line, `a: b: c`, each cause written once:
+/// one whose text the line already holds (many errors repeat their
+/// source's) is skipped.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut line = self.0.to_string();
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            source = cause.source();
+        }
+        f.write_str(&line)
     }
 }
 

@@ -1,12 +1,10 @@
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = switchboard::cli::Cli::parse();
+    let cli = switchboard::cli::parse();
     match switchboard::commands::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("switchboard: {error:#}");
+            eprintln!("switchboard: {}", switchboard::commands::describe(&error));
             std::process::ExitCode::FAILURE
         }
     }

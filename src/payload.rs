@@ -10,7 +10,16 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, V
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::error::ApiError;
+/// A request refused for what it holds; the message names the field.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Invalid {
+    /// Malformed: a wrong type, a missing or unknown field, a bad value.
+    #[error("{0}")]
+    Malformed(String),
+    /// Over a size bound.
+    #[error("{0}")]
+    TooLarge(String),
+}
 
 /// The deepest nesting of arrays and objects accepted in client JSON: each
 /// array or object is one level (`{}` is 1, `{"a": [1]}` is 2).
@@ -18,42 +27,42 @@ pub const MAX_JSON_DEPTH: usize = 64;
 
 /// Decodes `value` into `T`. The error names the offending field
 /// (`after_seq: invalid type: string "x", expected i64`).
-pub fn parse<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+pub fn parse<T: DeserializeOwned>(value: Value) -> Result<T, Invalid> {
     serde_path_to_error::deserialize(value).map_err(invalid)
 }
 
 /// Decodes JSON text, kept as the client sent it, into `T`; the error
 /// names the field, as [`parse`]'s does.
-pub fn parse_raw<T: DeserializeOwned>(raw: &RawValue) -> Result<T, ApiError> {
+pub fn parse_raw<T: DeserializeOwned>(raw: &RawValue) -> Result<T, Invalid> {
     let mut json = serde_json::Deserializer::from_str(raw.get());
     serde_path_to_error::deserialize(&mut json).map_err(invalid)
 }
 
-fn invalid(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+fn invalid(error: serde_path_to_error::Error<serde_json::Error>) -> Invalid {
     let path = error.path().to_string();
     let inner = error.into_inner();
     if path == "." {
-        ApiError::InvalidPayload(inner.to_string())
+        Invalid::Malformed(inner.to_string())
     } else {
-        ApiError::InvalidPayload(format!("{path}: {inner}"))
+        Invalid::Malformed(format!("{path}: {inner}"))
     }
 }
 
 /// `limit` within `1..=max`, `default` when absent.
-pub fn limit(limit: Option<u64>, default: u64, max: u64) -> Result<u64, ApiError> {
+pub fn limit(limit: Option<u64>, default: u64, max: u64) -> Result<u64, Invalid> {
     match limit {
         None => Ok(default),
         Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::InvalidPayload(format!(
+        Some(n) => Err(Invalid::Malformed(format!(
             "limit: {n} is not between 1 and {max}"
         ))),
     }
 }
 
 /// Refuses text that PostgreSQL cannot store (`field` names it).
-pub fn check_text(field: &str, text: &str) -> Result<(), ApiError> {
+pub fn check_text(field: &str, text: &str) -> Result<(), Invalid> {
     if text.contains('\0') {
-        return Err(ApiError::InvalidPayload(format!(
+        return Err(Invalid::Malformed(format!(
             "{field}: must not contain the NUL character (U+0000)"
         )));
     }
@@ -61,7 +70,7 @@ pub fn check_text(field: &str, text: &str) -> Result<(), ApiError> {
 }
 
 /// Refuses a JSON value nested deeper than [`MAX_JSON_DEPTH`].
-pub fn check_json(field: &str, value: &Value) -> Result<(), ApiError> {
+pub fn check_json(field: &str, value: &Value) -> Result<(), Invalid> {
     // Iterative: a value that is deep must not make this deep.
     let mut stack = vec![(value, 1usize)];
     while let Some((value, depth)) = stack.pop() {
@@ -81,7 +90,7 @@ pub fn check_json(field: &str, value: &Value) -> Result<(), ApiError> {
 /// Refuses JSON text, kept as the client sent it, that is nested deeper
 /// than [`MAX_JSON_DEPTH`] or holds a string that is not Unicode text (a
 /// lone surrogate escape).
-pub fn check_raw_json(field: &str, raw: &RawValue) -> Result<(), ApiError> {
+pub fn check_raw_json(field: &str, raw: &RawValue) -> Result<(), Invalid> {
     let mut deserializer = serde_json::Deserializer::from_str(raw.get());
     Nested {
         left: MAX_JSON_DEPTH,
@@ -91,15 +100,15 @@ pub fn check_raw_json(field: &str, raw: &RawValue) -> Result<(), ApiError> {
         if error.to_string().starts_with(TOO_DEEP) {
             too_deep(field)
         } else {
-            ApiError::InvalidPayload(format!("{field}: {error}"))
+            Invalid::Malformed(format!("{field}: {error}"))
         }
     })
 }
 
 const TOO_DEEP: &str = "nested too deep";
 
-fn too_deep(field: &str) -> ApiError {
-    ApiError::InvalidPayload(format!(
+fn too_deep(field: &str) -> Invalid {
+    Invalid::Malformed(format!(
         "{field}: arrays and objects nested more than {MAX_JSON_DEPTH} deep"
     ))
 }

@@ -5,8 +5,7 @@
 
 use crate::auth::UserId;
 use crate::config::Limits;
-use crate::error::ApiError;
-use crate::rate::KeyedLimiter;
+use crate::rate::{KeyedLimiter, Limited};
 
 pub struct Quotas {
     /// Sessions one user may own.
@@ -33,12 +32,12 @@ impl Quotas {
     }
 
     /// Takes one session creation from `user`'s budget.
-    pub fn create_session(&self, user: &UserId) -> Result<(), ApiError> {
+    pub fn create_session(&self, user: &UserId) -> Result<(), Limited> {
         self.sessions_created.check(user)
     }
 
     /// Takes `events` events and `bytes` bytes from `user`'s ingest budget.
-    pub fn append(&self, user: &UserId, events: usize, bytes: usize) -> Result<(), ApiError> {
+    pub fn append(&self, user: &UserId, events: usize, bytes: usize) -> Result<(), Limited> {
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         self.events_appended.check_n(user, count(events))?;
         self.bytes_appended.check_n(user, count(bytes))

@@ -11,10 +11,23 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, NotUntil};
 
 use crate::config::Rate;
-use crate::error::ApiError;
 
 /// How often idle keys (whose buckets are full again) are forgotten.
 const FORGET_EVERY: Duration = Duration::from_secs(60);
+
+/// A request refused by a rate.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Limited {
+    /// Too many too fast: the request would pass after `retry_after`.
+    #[error("{message}")]
+    TooFast {
+        message: String,
+        retry_after: Duration,
+    },
+    /// More at once than the bucket ever holds: it would never pass.
+    #[error("{0}")]
+    OverBurst(String),
+}
 
 /// A token bucket per key; with no rate, everything passes.
 pub struct KeyedLimiter<K: Hash + Eq + Clone> {
@@ -35,12 +48,12 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     }
 
     /// Takes one token of `key`'s bucket.
-    pub fn check(&self, key: &K) -> Result<(), ApiError> {
+    pub fn check(&self, key: &K) -> Result<(), Limited> {
         self.check_n(key, 1)
     }
 
     /// Takes `n` tokens of `key`'s bucket, or none.
-    pub fn check_n(&self, key: &K, n: u32) -> Result<(), ApiError> {
+    pub fn check_n(&self, key: &K, n: u32) -> Result<(), Limited> {
         let Some((rate, limiter)) = &self.limiter else {
             return Ok(());
         };
@@ -52,7 +65,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => Err(refusal(self.what, rate, wait(&not_until))),
             // More than the bucket ever holds: it would never pass.
-            Err(_) => Err(ApiError::TooLarge(format!(
+            Err(_) => Err(Limited::OverBurst(format!(
                 "{n} {} in one request is more than the {rate} allowed",
                 self.what
             ))),
@@ -80,14 +93,14 @@ fn wait(not_until: &NotUntil<<DefaultClock as Clock>::Instant>) -> Duration {
 }
 
 /// `rate_limited`: too many `what`, at most `rate`, retry after `wait`.
-pub fn refusal(what: &str, rate: &Rate, wait: Duration) -> ApiError {
-    ApiError::rate_limited(
-        format!(
+pub fn refusal(what: &str, rate: &Rate, wait: Duration) -> Limited {
+    Limited::TooFast {
+        message: format!(
             "too many {what}: at most {rate}; retry in {} ms",
             wait.as_millis().max(1)
         ),
-        wait,
-    )
+        retry_after: wait,
+    }
 }
 
 #[cfg(test)]
@@ -101,7 +114,7 @@ mod tests {
             limiter.check(&"alice").unwrap();
         }
         let err = limiter.check(&"alice").unwrap_err();
-        let ApiError::RateLimited {
+        let Limited::TooFast {
             message,
             retry_after,
         } = &err
@@ -109,7 +122,7 @@ mod tests {
             panic!("{err:?}");
         };
         assert!(message.contains("sessions created") && message.contains("3/min"));
-        let wait = retry_after.expect("a retry hint");
+        let wait = *retry_after;
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_secs(20),
             "{wait:?}"
@@ -130,6 +143,6 @@ mod tests {
     fn more_than_a_bucket_holds_is_too_large() {
         let limiter = KeyedLimiter::new(Some(Rate::per_second(10)), "events");
         let err = limiter.check_n(&1u8, 11).unwrap_err();
-        assert!(matches!(err, ApiError::TooLarge(_)), "{err:?}");
+        assert!(matches!(err, Limited::OverBurst(_)), "{err:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! Logging: `RUST_LOG` filters (default `info`), text or JSON lines, always
 //! on stderr so that stdout carries only what a command prints for people
-//! and scripts (a token, the `--dev` banner).
+//! and scripts (a token, the `--dev` banner). Text lines are coloured only
+//! when stderr is a terminal and `NO_COLOR` is unset.
 //!
 //! A log line is one line, whatever the values in it: JSON lines are
 //! escaped by construction, and text lines go through [`OneLine`], which
@@ -19,11 +20,14 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::cli::LogFormat;
+use crate::config::LogFormat;
 
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::stderr().is_terminal();
+    let ansi = colours(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
@@ -38,6 +42,12 @@ pub fn init(format: LogFormat) {
     };
     // A second initialisation (tests) keeps the first subscriber.
     let _ = result;
+}
+
+/// Whether text lines carry ANSI colours: on a terminal, unless `NO_COLOR`
+/// is set to anything but the empty string (no-color.org).
+fn colours(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Writes each formatted event to stderr as one line: a line break or a
@@ -161,6 +171,14 @@ mod tests {
             (0..4).map(|_| budget.admit()).collect::<Vec<_>>(),
             [Some(0), Some(0), Some(0), None]
         );
+    }
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(colours(true, None));
+        assert!(colours(true, Some("".as_ref())));
+        assert!(!colours(true, Some("1".as_ref())));
+        assert!(!colours(false, None));
     }
 
     #[test]

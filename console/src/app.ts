@@ -346,8 +346,8 @@ export class App {
       { class: 'welcome', 'aria-labelledby': 'welcome-title' },
       h('h2', { id: 'welcome-title' }, 'No session open'),
       h('p', null, 'Create a session or pick one from the list. Each session is a conversation with the agent, with its full event log.'),
-      h('p', null, 'To give the agent tools on your machine, run the example gateway:'),
-      h('pre', null, 'cargo run --example gateway -- --token <your token> --root .'),
+      h('p', null, 'To give the agent tools on your machine, run the example gateway from a clone of Switchboard, with your token:'),
+      h('pre', null, `SWITCHBOARD_TOKEN=<your token> cargo run --release --example gateway -- --url ${location.origin} --root .`),
     );
   }
 }

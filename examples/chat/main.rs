@@ -8,8 +8,9 @@
 //!
 //! ```sh
 //! cargo run --release -- serve --dev          # prints a token
-//! cargo run --example chat -- --token TOKEN '/tool read_file {"path": "README.md"}'
-//! cargo run --example chat -- --token TOKEN   # then type messages; Ctrl-D ends
+//! export SWITCHBOARD_TOKEN=eyJ…                # that token (or `--token`, visible in `ps`)
+//! cargo run --release --example chat -- '/tool read_file {"path": "README.md"}'
+//! cargo run --release --example chat           # then type messages; Ctrl-D ends
 //! ```
 
 use std::collections::BTreeMap;
@@ -28,6 +29,11 @@ use tokio::sync::{mpsc, oneshot};
 
 /// How long a request may wait for its acknowledgement.
 const ACK_WAIT: Duration = Duration::from_secs(15);
+/// How long a tool call may go unanswered before the chat says that it
+/// waits for a gateway. The session's status is `awaiting_tool` as soon as a
+/// call is made, also while a connected gateway runs it, so the status alone
+/// cannot tell a missing gateway from a working one.
+const GATEWAY_HINT_AFTER: Duration = Duration::from_secs(3);
 
 #[derive(Parser)]
 #[command(about = "Chat with a Switchboard agent from the terminal")]
@@ -35,7 +41,8 @@ struct Args {
     /// The server's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8200")]
     url: String,
-    /// An API token or JWT (`serve --dev` prints one).
+    /// An API token or JWT (`serve --dev` prints one). Prefer the
+    /// environment variable: a flag's value shows in `ps`.
     #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
     token: String,
     /// The session to talk in; a new one is created when absent.
@@ -52,6 +59,9 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (events_tx, events) = mpsc::unbounded_channel::<Value>();
+    // The namespace's answer: `connect` returns once the request is sent.
+    let (connected_tx, mut connected) = mpsc::unbounded_channel::<Result<(), String>>();
+    let refused = connected_tx.clone();
     let client = ClientBuilder::new(args.url.trim_end_matches('/'))
         .namespace("/agent")
         .auth(json!({ "token": args.token }))
@@ -62,13 +72,28 @@ async fn main() -> anyhow::Result<()> {
             }
             async {}.boxed()
         })
-        .on(Event::Error, |payload, _| {
-            eprintln!("connection error: {}", first(payload).unwrap_or_default());
+        .on(Event::Connect, move |_, _| {
+            let _ = connected_tx.send(Ok(()));
+            async {}.boxed()
+        })
+        .on(Event::Error, move |payload, _| {
+            let message = match first(payload).unwrap_or_default() {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
+            eprintln!("connection error: {message}");
+            let _ = refused.send(Err(message));
             async {}.boxed()
         })
         .connect()
         .await
         .context("cannot connect to the server")?;
+    // Requests sent before the namespace accepted the connection are lost.
+    match tokio::time::timeout(ACK_WAIT, connected.recv()).await {
+        Ok(Some(Ok(()))) => {}
+        Ok(Some(Err(message))) => bail!("the server refused the connection: {message}"),
+        Ok(None) | Err(_) => bail!("no answer from the server's /agent namespace"),
+    }
 
     let session = match args.session.clone() {
         Some(id) => id,
@@ -131,7 +156,26 @@ async fn follow(
     stdin: &mut Lines<BufReader<Stdin>>,
     approve_all: bool,
 ) -> anyhow::Result<()> {
-    while let Some(event) = events.recv().await {
+    // Whether a tool call waits for a gateway's answer.
+    let mut awaiting_tool = false;
+    loop {
+        let next = if awaiting_tool {
+            match tokio::time::timeout(GATEWAY_HINT_AFTER, events.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    println!(
+                        "[no tool result after {}s: the call waits for a gateway, which may \
+                         still be working on it; is one running?]",
+                        GATEWAY_HINT_AFTER.as_secs()
+                    );
+                    awaiting_tool = false;
+                    continue;
+                }
+            }
+        } else {
+            events.recv().await
+        };
+        let Some(event) = next else { break };
         if event["run_id"] != run_id {
             continue;
         }
@@ -183,9 +227,9 @@ async fn follow(
                 let (status, call) = (text(&data["status"]), text(&data["call_id"]));
                 println!("[{status} {call}] {short}{more}");
             }
-            // Approvals and questions are asked above; say when the run
-            // waits for a gateway.
-            "status" if data["status"] == "awaiting_tool" => println!("[awaiting a gateway]"),
+            // Approvals and questions are asked above; a call that stays
+            // unanswered is reported by the timeout above.
+            "status" => awaiting_tool = data["status"] == "awaiting_tool",
             "error" => println!("[error {}] {}", text(&data["code"]), text(&data["message"])),
             "run.finished" => {
                 println!("[run {}]", data["reason"].as_str().unwrap_or_default());

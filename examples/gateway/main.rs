@@ -2,8 +2,9 @@
 //! runs the model's tool calls here.
 //!
 //! ```sh
-//! cargo run -- serve --dev    # prints the URL and a `Token:` to use below
-//! cargo run --example gateway -- --url http://127.0.0.1:8200 --token TOKEN \
+//! cargo run --release -- serve --dev    # prints the URL and a `Token:` to use below
+//! export SWITCHBOARD_TOKEN=eyJ…          # that token (`--token` works too, but shows in `ps`)
+//! cargo run --release --example gateway -- --url http://127.0.0.1:8200 \
 //!     [--gateway-id ID] [--root DIR]
 //! ```
 //!
@@ -11,7 +12,8 @@
 //! payload `{ token }`, registers three tools (`read_file`, `list_dir`, and
 //! `run_command`, which needs the user's approval) with `gateway:register`,
 //! acknowledges each `tool:call` at once, runs it in `--root` (default: the
-//! current directory) and answers with `tool:result`. Calls are delivered at
+//! current directory; secrets there are never read or listed, see
+//! [`secrets`]) and answers with `tool:result`. Calls are delivered at
 //! least once: a call already running or answered in this process is not run
 //! again (an answered one gets its stored result re-sent).
 //!
@@ -25,8 +27,10 @@
 //! `run_command` runs `sh -c`, so this example is for Unix-like systems.
 
 mod calls;
+mod secrets;
 mod tools;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -61,7 +65,8 @@ struct Args {
     /// Server base URL, e.g. http://127.0.0.1:8200.
     #[arg(long, env = "SWITCHBOARD_URL")]
     url: String,
-    /// Token sent as the Socket.IO auth `{ token }`.
+    /// Token sent as the Socket.IO auth `{ token }`. Prefer the environment
+    /// variable: a flag's value shows in `ps` to every user of the machine.
     #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
     token: String,
     /// Stable name of this gateway: calls sent to it are sent again after it
@@ -77,6 +82,9 @@ struct Args {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        // Colours for a terminal only, not in a file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
     if !(args.url.starts_with("http://") || args.url.starts_with("https://")) {
@@ -125,7 +133,7 @@ async fn main() -> ExitCode {
             }
             Ended::Unauthorized(message) => {
                 error!(
-                    "the server refused the token ({message}); check --token (with \
+                    "the server refused the token ({message}); check SWITCHBOARD_TOKEN or --token (with \
                      `switchboard serve --dev`, use the Token it prints)"
                 );
                 return ExitCode::from(2);

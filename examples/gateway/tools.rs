@@ -1,5 +1,6 @@
 //! The local tools this gateway offers: `read_file`, `list_dir` and
-//! `run_command`, all confined to one root directory.
+//! `run_command`, all confined to one root directory, where `read_file` and
+//! `list_dir` never touch a secret (see [`crate::secrets`]).
 //!
 //! A tool never fails the process: bad arguments, missing files and paths
 //! outside the root become an [`Output`] with `is_error` set, worded for the
@@ -16,6 +17,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
+
+use crate::secrets::{is_secret, is_secret_name};
 
 /// `read_file` returns this much unless `max_bytes` says otherwise.
 const DEFAULT_READ_BYTES: u64 = 256 * 1024;
@@ -101,7 +104,7 @@ impl Tools {
                     "Read a text file on the user's machine and return its content (decoded as \
                      UTF-8; invalid bytes become U+FFFD). Paths are relative to the workspace \
                      root {root} and cannot leave it. Long files are cut at max_bytes and the \
-                     output says so.",
+                     output says so. Secrets (.env, keys, .git/…) are refused.",
                     root = self.root.display()
                 ),
                 "parameters": {
@@ -126,8 +129,9 @@ impl Tools {
             {
                 "name": "list_dir",
                 "description": "List a directory of the workspace on the user's machine: one \
-                                entry per line, sorted, directories end with `/`. Paths are \
-                                relative to the workspace root and cannot leave it.",
+                                entry per line, sorted, directories end with `/`; secrets \
+                                (.env, keys, .git/…) are left out. Paths are relative to the \
+                                workspace root and cannot leave it.",
                 "parameters": {
                     "type": "object",
                     "properties": {
@@ -193,19 +197,32 @@ impl Tools {
     }
 
     /// `path` resolved against the root, following symlinks; refused when
-    /// the result is outside the root.
+    /// the result is outside the root, or when the path or what it resolves
+    /// to is a secret.
     async fn resolve(&self, path: &str) -> Result<PathBuf, String> {
+        let refused = || {
+            format!(
+                "{path}: refused: secrets (.env, keys, .git/, the dev JWT secret…) \
+                 are never read or listed by this gateway"
+            )
+        };
+        if is_secret(Path::new(path)) {
+            return Err(refused());
+        }
         let real = tokio::fs::canonicalize(self.root.join(path))
             .await
             .map_err(|e| match e.kind() {
                 ErrorKind::NotFound => format!("{path}: no such file or directory"),
                 _ => format!("{path}: {e}"),
             })?;
-        if !real.starts_with(&self.root) {
+        let Ok(inside) = real.strip_prefix(&self.root) else {
             return Err(format!(
                 "{path}: outside the workspace root {}",
                 self.root.display()
             ));
+        };
+        if is_secret(inside) {
+            return Err(refused());
         }
         Ok(real)
     }
@@ -245,8 +262,13 @@ impl Tools {
             .await
             .map_err(failed)?;
         let mut names = Vec::new();
+        let mut hidden = 0;
         while let Some(entry) = entries.next_entry().await.map_err(failed)? {
             let mut name = entry.file_name().to_string_lossy().into_owned();
+            if is_secret_name(&name) {
+                hidden += 1;
+                continue;
+            }
             // Follows symlinks: a link to a directory lists as one.
             if tokio::fs::metadata(entry.path())
                 .await
@@ -256,19 +278,21 @@ impl Tools {
             }
             names.push(name);
         }
-        if names.is_empty() {
+        if names.is_empty() && hidden == 0 {
             return Ok(Output::ok(format!("{shown}: empty directory")));
         }
         names.sort();
         let total = names.len();
         names.truncate(MAX_DIR_ENTRIES);
-        let mut text = names.join("\n");
         if total > MAX_DIR_ENTRIES {
-            text.push_str(&format!(
-                "\n[truncated: {MAX_DIR_ENTRIES} of {total} entries shown]"
+            names.push(format!(
+                "[truncated: {MAX_DIR_ENTRIES} of {total} entries shown]"
             ));
         }
-        Ok(Output::ok(text))
+        if hidden > 0 {
+            names.push(format!("[{hidden} secret entries not shown]"));
+        }
+        Ok(Output::ok(names.join("\n")))
     }
 
     async fn run_command(&self, args: RunCommand) -> Result<Output, String> {
@@ -376,4 +400,52 @@ fn describe(stream: Option<(String, u64)>) -> String {
         ));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A root holding a project file, a `.env`, a `.git/` and a link to the
+    /// `.env` under an innocent name.
+    fn workspace() -> (tempfile::TempDir, Tools) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("README.md"), "hello").unwrap();
+        std::fs::write(root.join(".env"), "API_KEY=secret").unwrap();
+        std::fs::create_dir(root.join(".git")).unwrap();
+        std::fs::write(root.join(".git/config"), "[credential]").unwrap();
+        std::os::unix::fs::symlink(root.join(".env"), root.join("notes.txt")).unwrap();
+        let tools = Tools::new(root).unwrap();
+        (dir, tools)
+    }
+
+    #[tokio::test]
+    async fn read_file_refuses_secrets_and_links_to_them() {
+        let (_dir, tools) = workspace();
+        for path in [".env", ".git/config", "notes.txt", "./.env"] {
+            let out = tools.call("read_file", json!({ "path": path })).await;
+            assert!(out.is_error, "{path}: {:?}", out.output);
+            let text = out.output.as_str().unwrap();
+            assert!(text.contains("refused"), "{path}: {text}");
+            assert!(!text.contains("API_KEY"), "{path}: {text}");
+        }
+        let out = tools
+            .call("read_file", json!({ "path": "README.md" }))
+            .await;
+        assert_eq!(out.output, "hello");
+    }
+
+    #[tokio::test]
+    async fn list_dir_leaves_secrets_out_and_refuses_to_list_inside_them() {
+        let (_dir, tools) = workspace();
+        let out = tools.call("list_dir", json!({})).await;
+        assert!(!out.is_error);
+        assert_eq!(
+            out.output,
+            "README.md\nnotes.txt\n[2 secret entries not shown]"
+        );
+        let out = tools.call("list_dir", json!({ "path": ".git" })).await;
+        assert!(out.is_error, "{:?}", out.output);
+    }
 }

@@ -4,16 +4,17 @@
 //! README ("Limits") and `docs/security.md` list them with what a client
 //! sees when it hits one.
 
-use std::fmt;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::str::FromStr;
 use std::time::Duration;
 
+use clap::Args;
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, FileConfig, list, string_list};
-use crate::cli::LimitSettings;
+use super::ConfigError;
+use super::layers::Layers;
+pub use super::rate::Rate;
+use super::value::{self, StringList};
 
 /// Resolved limits; see the module docs.
 #[derive(Debug, Clone)]
@@ -97,66 +98,57 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Refuses limits that cannot work, naming the setting.
-    pub(super) fn validate(&self, max_body_bytes: usize) -> Result<(), ConfigError> {
+    /// Refuses limits that cannot work, naming the setting as it was given.
+    pub(super) fn validate(
+        &self,
+        max_body_bytes: usize,
+        layers: &Layers,
+    ) -> Result<(), ConfigError> {
         let l = self;
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            name: layers.name(key),
+            reason: reason.to_owned(),
+        };
         let at_least_one = [
-            ("SWITCHBOARD_MAX_CONNECTIONS", l.max_connections),
-            (
-                "SWITCHBOARD_MAX_CONNECTIONS_PER_IP",
-                l.max_connections_per_ip,
-            ),
-            ("SWITCHBOARD_MAX_GATEWAYS_PER_USER", l.max_gateways_per_user),
+            ("max_connections", l.max_connections),
+            ("max_connections_per_ip", l.max_connections_per_ip),
+            ("max_gateways_per_user", l.max_gateways_per_user),
         ];
-        for (name, value) in at_least_one {
+        for (key, value) in at_least_one {
             if value == 0 {
-                return Err(ConfigError::invalid(name, "must be at least 1"));
+                return Err(invalid(key, "must be at least 1"));
             }
         }
-        if l.header_timeout.is_zero() {
-            return Err(ConfigError::invalid(
-                "SWITCHBOARD_HEADER_TIMEOUT",
-                "must be more than 0",
-            ));
-        }
-        if l.connect_timeout.is_zero() {
-            return Err(ConfigError::invalid(
-                "SWITCHBOARD_CONNECT_TIMEOUT",
-                "must be more than 0",
-            ));
-        }
-        // Only time spent waiting for the client counts towards it (see
-        // `http::connection`): long-polls and quiet SSE streams never do.
-        if l.idle_timeout.is_zero() {
-            return Err(ConfigError::invalid(
-                "SWITCHBOARD_IDLE_TIMEOUT",
-                "must be more than 0",
-            ));
+        // Only time spent waiting for the client counts towards the idle
+        // timeout (see `http::connection`): long-polls and quiet SSE streams
+        // never do.
+        let positive = [
+            ("header_timeout", l.header_timeout),
+            ("connect_timeout", l.connect_timeout),
+            ("idle_timeout", l.idle_timeout),
+        ];
+        for (key, value) in positive {
+            if value.is_zero() {
+                return Err(invalid(key, "must be more than 0"));
+            }
         }
         let at_least_64_kib = [
-            ("SWITCHBOARD_MAX_PAGE_BYTES", l.max_page_bytes),
-            (
-                "SWITCHBOARD_MAX_SOCKET_BUFFER_BYTES",
-                l.max_socket_buffer_bytes,
-            ),
+            ("max_page_bytes", l.max_page_bytes),
+            ("max_socket_buffer_bytes", l.max_socket_buffer_bytes),
         ];
-        for (name, value) in at_least_64_kib {
+        for (key, value) in at_least_64_kib {
             if value < 64 * 1024 {
-                return Err(ConfigError::invalid(
-                    name,
-                    "must be at least 64 KiB (65536)",
-                ));
+                return Err(invalid(key, "must be at least 64 KiB (65536)"));
             }
         }
         if let Some(rate) = l.ingest_bytes_rate
             && (rate.count.get() as usize) < max_body_bytes
         {
-            return Err(ConfigError::invalid(
-                "SWITCHBOARD_INGEST_BYTES_RATE",
-                format!(
-                    "{rate} allows less at once than one request of \
-                     SWITCHBOARD_MAX_BODY_BYTES ({} bytes)",
-                    max_body_bytes
+            return Err(invalid(
+                "ingest_bytes_rate",
+                &format!(
+                    "{rate} allows less at once than one request of {} ({max_body_bytes} bytes)",
+                    layers.name("max_body_bytes")
                 ),
             ));
         }
@@ -169,215 +161,180 @@ impl Limits {
     }
 }
 
-/// The limits, flags and environment over the file over the defaults.
-pub(super) fn from_layers(s: &LimitSettings, file: &FileConfig) -> Result<Limits, ConfigError> {
+/// The limits on what clients can make the server hold (README, "Limits").
+/// Rates are written `600/min`, `10/s`, `1000/h` (byte rates `32MiB/s`), or
+/// `unlimited`.
+#[derive(Clone, Default, Args, Serialize, Deserialize)]
+#[command(next_help_heading = "Limits")]
+#[serde(default)]
+pub struct LimitSettings {
+    /// Open connections in total; lowered to fit the file-descriptor limit
+    /// [default: 16384]
+    #[arg(long, value_name = "N")]
+    #[serde(deserialize_with = "value::number::deserialize")]
+    pub max_connections: Option<usize>,
+
+    /// Open connections per client address (trusted proxies are exempt)
+    /// [default: 256]
+    #[arg(long, value_name = "N")]
+    #[serde(deserialize_with = "value::number::deserialize")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// A request head must arrive within this; idle kept-alive connections
+    /// close after it [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = value::parse_duration)]
+    #[serde(with = "value::duration")]
+    pub header_timeout: Option<Duration>,
+
+    /// An HTTP connection whose client stalls this long (a request body
+    /// that stops coming, a response nobody reads) is closed [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = value::parse_duration)]
+    #[serde(with = "value::duration")]
+    pub idle_timeout: Option<Duration>,
+
+    /// An Engine.IO session that opens no namespace within this is closed
+    /// [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = value::parse_duration)]
+    #[serde(with = "value::duration")]
+    pub connect_timeout: Option<Duration>,
+
+    /// New Engine.IO sessions per client address [default: 1200/min]
+    #[arg(long, value_name = "RATE")]
+    pub handshake_rate: Option<String>,
+
+    /// New Engine.IO sessions in total [default: 12000/min]
+    #[arg(long, value_name = "RATE")]
+    pub handshake_rate_total: Option<String>,
+
+    /// Comma-separated proxy addresses or networks (`10.0.0.0/8`) whose
+    /// X-Forwarded-For / Forwarded headers name the client [default: none]
+    #[arg(long, value_name = "NETS")]
+    pub trusted_proxies: Option<StringList>,
+
+    /// Comma-separated Host names the server answers (`sb.example.com`,
+    /// `localhost:8200`); others get 421 [default: any]
+    #[arg(long, value_name = "HOSTS")]
+    pub allowed_hosts: Option<StringList>,
+
+    /// Socket.IO requests per connected socket [default: 100/s]
+    #[arg(long, value_name = "RATE")]
+    pub request_rate: Option<String>,
+
+    /// Sessions one user may own; 0 is unlimited [default: 10000]
+    #[arg(long, value_name = "N")]
+    #[serde(deserialize_with = "value::number::deserialize")]
+    pub max_sessions_per_user: Option<u64>,
+
+    /// Sessions one user may create [default: 60/min]
+    #[arg(long, value_name = "RATE")]
+    pub session_rate: Option<String>,
+
+    /// Events one user may append over HTTP [default: 10000/s]
+    #[arg(long, value_name = "RATE")]
+    pub ingest_rate: Option<String>,
+
+    /// Bytes of events one user may append over HTTP [default: 32MiB/s]
+    #[arg(long, value_name = "RATE")]
+    pub ingest_bytes_rate: Option<String>,
+
+    /// `agent:execute` requests one user may make [default: 120/min]
+    #[arg(long, value_name = "RATE")]
+    pub execute_rate: Option<String>,
+
+    /// Runs queued behind a session's active run [default: 16]
+    #[arg(long, value_name = "N")]
+    #[serde(deserialize_with = "value::number::deserialize")]
+    pub max_queued_runs: Option<usize>,
+
+    /// Runs one user may have queued across all their sessions [default: 64]
+    #[arg(long, value_name = "N")]
+    #[serde(deserialize_with = "value::number::deserialize")]
+    pub max_queued_runs_per_user: Option<usize>,
+
+    /// Gateways one user may have registered at once [default: 16]
+    #[arg(long, value_name = "N")]
+    #[serde(deserialize_with = "value::number::deserialize")]
+    pub max_gateways_per_user: Option<usize>,
+
+    /// Bytes of events or messages in one page or catch-up batch (at least
+    /// one is always sent) [default: 4194304]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(deserialize_with = "value::number::deserialize")]
+    pub max_page_bytes: Option<usize>,
+
+    /// Bytes queued for one Socket.IO connection that is not reading; its
+    /// subscriptions then catch up from the log once it reads again
+    /// [default: 4194304]
+    #[arg(long, value_name = "BYTES")]
+    #[serde(deserialize_with = "value::number::deserialize")]
+    pub max_socket_buffer_bytes: Option<usize>,
+}
+
+/// The limits from the merged layers, over the defaults.
+pub(super) fn resolve(s: &LimitSettings, layers: &Layers) -> Result<Limits, ConfigError> {
     let d = Limits::default();
-    let rate = |name: &'static str,
-                flag: &Option<String>,
-                file: &Option<String>,
-                default: Option<Rate>| {
-        match flag.as_ref().or(file.as_ref()) {
-            Some(text) => Rate::parse_setting(text).map_err(|e| ConfigError::invalid(name, e)),
-            None => Ok(default),
-        }
+    let rate = |key: &str, value: &Option<String>, default: Option<Rate>| match value {
+        Some(text) => Rate::parse_setting(text).map_err(|reason| ConfigError::Invalid {
+            name: layers.name(key),
+            reason,
+        }),
+        None => Ok(default),
     };
-    let trusted_proxies = parse_networks(
-        &list(
-            s.trusted_proxies.clone(),
-            string_list(&file.trusted_proxies),
-        )
-        .join(","),
-    )
-    .map_err(|e| ConfigError::invalid("SWITCHBOARD_TRUSTED_PROXIES", e))?;
-    let allowed_hosts = list(s.allowed_hosts.clone(), string_list(&file.allowed_hosts))
+    let items =
+        |list: &Option<StringList>| list.as_ref().map(StringList::items).unwrap_or_default();
+    let trusted_proxies =
+        parse_networks(&items(&s.trusted_proxies).join(",")).map_err(|reason| {
+            ConfigError::Invalid {
+                name: layers.name("trusted_proxies"),
+                reason,
+            }
+        })?;
+    let allowed_hosts = items(&s.allowed_hosts)
         .iter()
         .map(|h| normalize_host(h))
         .collect::<Result<_, _>>()
-        .map_err(|e| ConfigError::invalid("SWITCHBOARD_ALLOWED_HOSTS", e))?;
+        .map_err(|reason| ConfigError::Invalid {
+            name: layers.name("allowed_hosts"),
+            reason,
+        })?;
     Ok(Limits {
-        max_connections: s
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(d.max_connections),
-        max_connections_per_ip: s
-            .max_connections_per_ip
-            .or(file.max_connections_per_ip)
-            .unwrap_or(d.max_connections_per_ip),
-        header_timeout: s
-            .header_timeout
-            .or(file.header_timeout)
-            .unwrap_or(d.header_timeout),
-        idle_timeout: s
-            .idle_timeout
-            .or(file.idle_timeout)
-            .unwrap_or(d.idle_timeout),
-        connect_timeout: s
-            .connect_timeout
-            .or(file.connect_timeout)
-            .unwrap_or(d.connect_timeout),
-        handshake_rate: rate(
-            "SWITCHBOARD_HANDSHAKE_RATE",
-            &s.handshake_rate,
-            &file.handshake_rate,
-            d.handshake_rate,
-        )?,
+        max_connections: s.max_connections.unwrap_or(d.max_connections),
+        max_connections_per_ip: s.max_connections_per_ip.unwrap_or(d.max_connections_per_ip),
+        header_timeout: s.header_timeout.unwrap_or(d.header_timeout),
+        idle_timeout: s.idle_timeout.unwrap_or(d.idle_timeout),
+        connect_timeout: s.connect_timeout.unwrap_or(d.connect_timeout),
+        handshake_rate: rate("handshake_rate", &s.handshake_rate, d.handshake_rate)?,
         handshake_rate_total: rate(
-            "SWITCHBOARD_HANDSHAKE_RATE_TOTAL",
+            "handshake_rate_total",
             &s.handshake_rate_total,
-            &file.handshake_rate_total,
             d.handshake_rate_total,
         )?,
         trusted_proxies,
         allowed_hosts,
-        request_rate: rate(
-            "SWITCHBOARD_REQUEST_RATE",
-            &s.request_rate,
-            &file.request_rate,
-            d.request_rate,
-        )?,
-        max_sessions_per_user: match s.max_sessions_per_user.or(file.max_sessions_per_user) {
+        request_rate: rate("request_rate", &s.request_rate, d.request_rate)?,
+        max_sessions_per_user: match s.max_sessions_per_user {
             Some(0) => None,
             Some(n) => Some(n),
             None => d.max_sessions_per_user,
         },
-        session_rate: rate(
-            "SWITCHBOARD_SESSION_RATE",
-            &s.session_rate,
-            &file.session_rate,
-            d.session_rate,
-        )?,
-        ingest_rate: rate(
-            "SWITCHBOARD_INGEST_RATE",
-            &s.ingest_rate,
-            &file.ingest_rate,
-            d.ingest_rate,
-        )?,
+        session_rate: rate("session_rate", &s.session_rate, d.session_rate)?,
+        ingest_rate: rate("ingest_rate", &s.ingest_rate, d.ingest_rate)?,
         ingest_bytes_rate: rate(
-            "SWITCHBOARD_INGEST_BYTES_RATE",
+            "ingest_bytes_rate",
             &s.ingest_bytes_rate,
-            &file.ingest_bytes_rate,
             d.ingest_bytes_rate,
         )?,
-        execute_rate: rate(
-            "SWITCHBOARD_EXECUTE_RATE",
-            &s.execute_rate,
-            &file.execute_rate,
-            d.execute_rate,
-        )?,
-        max_queued_runs: s
-            .max_queued_runs
-            .or(file.max_queued_runs)
-            .unwrap_or(d.max_queued_runs),
+        execute_rate: rate("execute_rate", &s.execute_rate, d.execute_rate)?,
+        max_queued_runs: s.max_queued_runs.unwrap_or(d.max_queued_runs),
         max_queued_runs_per_user: s
             .max_queued_runs_per_user
-            .or(file.max_queued_runs_per_user)
             .unwrap_or(d.max_queued_runs_per_user),
-        max_gateways_per_user: s
-            .max_gateways_per_user
-            .or(file.max_gateways_per_user)
-            .unwrap_or(d.max_gateways_per_user),
-        max_page_bytes: s
-            .max_page_bytes
-            .or(file.max_page_bytes)
-            .unwrap_or(d.max_page_bytes),
+        max_gateways_per_user: s.max_gateways_per_user.unwrap_or(d.max_gateways_per_user),
+        max_page_bytes: s.max_page_bytes.unwrap_or(d.max_page_bytes),
         max_socket_buffer_bytes: s
             .max_socket_buffer_bytes
-            .or(file.max_socket_buffer_bytes)
             .unwrap_or(d.max_socket_buffer_bytes),
     })
-}
-
-/// A rate: at most `count` per `period`, all of them at once if need be
-/// (a token bucket of `count` tokens refilled over `period`). Written
-/// `600/min`, `10/s`, `1000/h`; counts may carry a binary unit
-/// (`32MiB/s`) for byte rates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: NonZeroU32,
-    pub period: Duration,
-}
-
-impl Rate {
-    pub const fn per_second(count: u32) -> Self {
-        Self::new(count, Duration::from_secs(1))
-    }
-
-    pub const fn per_minute(count: u32) -> Self {
-        Self::new(count, Duration::from_secs(60))
-    }
-
-    const fn new(count: u32, period: Duration) -> Self {
-        let count = match NonZeroU32::new(count) {
-            Some(count) => count,
-            None => panic!("a rate counts at least 1"),
-        };
-        Self { count, period }
-    }
-
-    /// The token bucket: `count` tokens, one back every `period / count`.
-    pub fn quota(&self) -> governor::Quota {
-        let every = (self.period / self.count.get()).max(Duration::from_nanos(1));
-        governor::Quota::with_period(every)
-            .expect("a positive period")
-            .allow_burst(self.count)
-    }
-
-    /// Parses a rate; `unlimited` (or `off`, `0`) is `None`.
-    pub fn parse_setting(text: &str) -> Result<Option<Self>, String> {
-        match text.trim() {
-            "unlimited" | "off" | "0" => Ok(None),
-            text => text.parse().map(Some),
-        }
-    }
-}
-
-impl FromStr for Rate {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let bad =
-            || format!("{text:?} is not a rate like `600/min`, `10/s`, `1000/h` or `32MiB/s`");
-        let (count, period) = text.trim().split_once('/').ok_or_else(bad)?;
-        let count = count.trim();
-        let (digits, unit) = count.split_at(
-            count
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(count.len()),
-        );
-        let multiplier: u64 = match unit.trim() {
-            "" => 1,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            _ => return Err(bad()),
-        };
-        let count = digits
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(multiplier))
-            .and_then(|n| u32::try_from(n).ok())
-            .and_then(NonZeroU32::new)
-            .ok_or_else(bad)?;
-        let period = match period.trim() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "min" | "m" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            _ => return Err(bad()),
-        };
-        Ok(Self { count, period })
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let period = match self.period.as_secs() {
-            1 => "s",
-            60 => "min",
-            3600 => "h",
-            _ => return write!(f, "{}/{:?}", self.count, self.period),
-        };
-        write!(f, "{}/{period}", self.count)
-    }
 }
 
 /// Parses `10.0.0.0/8, 127.0.0.1, ::1` (a bare address is a /32 or /128).
@@ -407,38 +364,6 @@ pub fn normalize_host(host: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates_parse_with_periods_and_units() {
-        assert_eq!("600/min".parse::<Rate>().unwrap(), Rate::per_minute(600));
-        assert_eq!("10/s".parse::<Rate>().unwrap(), Rate::per_second(10));
-        assert_eq!(
-            "32MiB/s".parse::<Rate>().unwrap(),
-            Rate::per_second(32 << 20)
-        );
-        assert_eq!(
-            "1000/h".parse::<Rate>().unwrap().period,
-            Duration::from_secs(3600)
-        );
-        assert_eq!(Rate::parse_setting("unlimited").unwrap(), None);
-        for bad in ["10", "x/s", "0/s", "10/fortnight", "5000GiB/s", "-1/s"] {
-            let err = bad.parse::<Rate>().unwrap_err();
-            assert!(err.contains(bad), "{err}");
-        }
-    }
-
-    #[test]
-    fn rates_print_as_they_are_written() {
-        assert_eq!(Rate::per_minute(600).to_string(), "600/min");
-        assert_eq!(Rate::per_second(10).to_string(), "10/s");
-    }
-
-    #[test]
-    fn a_quota_allows_the_whole_count_at_once_then_refills() {
-        let quota = Rate::per_minute(600).quota();
-        assert_eq!(quota.burst_size().get(), 600);
-        assert_eq!(quota.replenish_interval(), Duration::from_millis(100));
-    }
 
     #[test]
     fn networks_parse_from_addresses_and_prefixes() {

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::EngineError;
 use crate::auth::UserId;
-use crate::error::ApiError;
 
 /// Jobs of each kind that run at once.
 pub const RUNNING: usize = 2;
@@ -55,21 +55,15 @@ impl Compiler {
     pub async fn registration<T: Send + 'static>(
         &self,
         user: &UserId,
-        job: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let mine = UserSlot::take(&self.per_user, user).ok_or_else(|| {
-            ApiError::Busy(format!(
-                "{PER_USER} registrations of yours are already being checked: wait for their \
-                 answers, then register again"
-            ))
-        })?;
-        let admitted = self.admitted.clone().try_acquire_owned().map_err(|_| {
-            ApiError::Busy(
-                "too many gateway registrations are waiting to be checked: register again in a \
-                 few seconds"
-                    .into(),
-            )
-        })?;
+        job: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let mine =
+            UserSlot::take(&self.per_user, user).ok_or(EngineError::RegistrationsInFlight)?;
+        let admitted = self
+            .admitted
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| EngineError::RegistrationsWaiting)?;
         let running = acquire(&self.registrations).await?;
         run(move || {
             let _slots = (mine, admitted, running);
@@ -83,7 +77,7 @@ impl Compiler {
     pub async fn check<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, EngineError> {
         let running = acquire(&self.checks).await?;
         run(move || {
             let _slot = running;
@@ -93,19 +87,20 @@ impl Compiler {
     }
 }
 
-async fn acquire(semaphore: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, ApiError> {
+async fn acquire(semaphore: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, EngineError> {
     semaphore
         .clone()
         .acquire_owned()
         .await
-        .map_err(|error| ApiError::Internal(error.into()))
+        .map_err(EngineError::SchemaSlots)
 }
 
-async fn run<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(job).await.map_err(|error| {
-        tracing::error!(%error, "a schema job failed");
-        ApiError::Internal(error.into())
-    })
+async fn run<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(EngineError::SchemaJob)
 }
 
 /// One of a user's registrations in flight; counted until dropped.
@@ -150,7 +145,7 @@ mod tests {
     }
 
     /// A job that holds its slot until `gate` has a permit for it.
-    fn held(gate: &Arc<Semaphore>) -> impl FnOnce() -> Result<(), ApiError> + use<> {
+    fn held(gate: &Arc<Semaphore>) -> impl FnOnce() -> Result<(), EngineError> + use<> {
         let gate = gate.clone();
         move || {
             let handle = tokio::runtime::Handle::current();
@@ -176,7 +171,10 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let refused = compiler.registration(&user("alice"), || Ok(())).await;
-        assert!(matches!(refused, Err(ApiError::Busy(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(EngineError::RegistrationsInFlight)),
+            "{refused:?}"
+        );
         let bob = {
             let compiler = compiler.clone();
             tokio::spawn(async move { compiler.registration(&user("bob"), || Ok(())).await })
@@ -212,7 +210,10 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let refused = compiler.registration(&user("late"), || Ok(())).await;
-        assert!(matches!(refused, Err(ApiError::Busy(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(EngineError::RegistrationsWaiting)),
+            "{refused:?}"
+        );
         gate.add_permits(RUNNING + WAITING);
         for job in jobs {
             job.await.unwrap().unwrap();

@@ -24,12 +24,12 @@ use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 
+use super::EngineError;
 use super::compile::Compiler;
 use super::provider::ToolSpec;
 use super::registration::{self, ToolDef};
 use super::schema::{self, Budget};
 use crate::auth::UserId;
-use crate::error::ApiError;
 use crate::realtime::GATEWAY_NS;
 
 /// The built-in tool the model uses to ask the session's owner questions.
@@ -218,7 +218,7 @@ impl Registry {
         socket: &SocketRef,
         request: Box<RawValue>,
         max_gateways: usize,
-    ) -> Result<Gateway, ApiError> {
+    ) -> Result<Gateway, EngineError> {
         registration::check_size(&request)?;
         let users = self.users.clone();
         let (owner, sid) = (user.clone(), socket.id);
@@ -252,9 +252,7 @@ impl Registry {
         // and its disconnect found nothing to forget then.
         if !socket.connected() {
             self.unregister(user, sid);
-            return Err(ApiError::Unavailable(
-                "the socket closed while its registration was checked".into(),
-            ));
+            return Err(EngineError::SocketClosed);
         }
         Ok(gateway)
     }
@@ -320,18 +318,14 @@ fn room(
     sid: Sid,
     gateway_id: &str,
     max_gateways: usize,
-) -> Result<(), ApiError> {
+) -> Result<(), EngineError> {
     let others = users.get(user).map_or(0, |list| {
         list.iter()
             .filter(|g| g.sid != sid && g.gateway_id != gateway_id)
             .count()
     });
     if others >= max_gateways {
-        return Err(ApiError::Conflict(format!(
-            "gateway_id: {others} gateways of yours are registered, the most one user may \
-             have at once: disconnect one of them, or register again with the gateway_id of \
-             one of them to replace it"
-        )));
+        return Err(EngineError::TooManyGateways(others));
     }
     Ok(())
 }

@@ -36,6 +36,7 @@
 pub mod calls;
 mod compile;
 pub mod conversation;
+mod error;
 pub mod gateways;
 pub mod provider;
 pub mod record;
@@ -60,10 +61,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{Identity, UserId};
 use crate::config::Limits;
-use crate::error::ApiError;
+use crate::error::Chain;
 use crate::ids::{MessageId, RunId, SessionId};
-use crate::log::EventLog;
+use crate::log::{EventLog, LogError};
 use crate::rate::KeyedLimiter;
+pub use error::EngineError;
 pub use provider::Provider;
 pub use record::Reason;
 pub use relay::Answerer;
@@ -149,7 +151,7 @@ impl Engine {
     }
 
     /// Finishes the runs a previous process left active; see [`recovery`].
-    pub async fn recover(&self) -> Result<usize, ApiError> {
+    pub async fn recover(&self) -> Result<usize, LogError> {
         recovery::recover(&self.inner.db, &self.inner.log).await
     }
 
@@ -157,7 +159,11 @@ impl Engine {
     /// it, or refuses, per `on_busy`. Only the session's owner may, within
     /// the execute rate and the queues' bounds.
     #[tracing::instrument(skip_all, fields(session_id = %request.session_id))]
-    pub async fn execute(&self, caller: &Identity, request: Execute) -> Result<Accepted, ApiError> {
+    pub async fn execute(
+        &self,
+        caller: &Identity,
+        request: Execute,
+    ) -> Result<Accepted, EngineError> {
         request.check()?;
         self.inner.execute_rate.check(&caller.user_id)?;
         let (session, row) = crate::sessions::resolve_owned(
@@ -180,7 +186,7 @@ impl Engine {
         session: &SessionId,
         owner: UserId,
         request: Execute,
-    ) -> Result<Accepted, ApiError> {
+    ) -> Result<Accepted, EngineError> {
         let limits = &self.inner.settings.limits;
         let _gate = slot.gate.lock().await;
         if let Some(id) = &request.client_msg_id {
@@ -192,7 +198,7 @@ impl Engine {
             }
         }
         if self.inner.stopping.load(Ordering::SeqCst) {
-            return Err(ApiError::Unavailable("the server is shutting down".into()));
+            return Err(EngineError::ShuttingDown);
         }
         let (busy, queued) = {
             let state = slot.state.lock().expect("slot");
@@ -204,20 +210,16 @@ impl Engine {
         }
         match request.on_busy {
             OnBusy::Reject => {
-                return Err(ApiError::Busy(format!(
-                    "a run is active in session {session}: stop it, or send with on_busy \
-                     `interrupt` or `enqueue`"
-                )));
+                return Err(EngineError::RunActive(session.clone()));
             }
             // Checked under the gate: only the driver changes the queue
             // meanwhile, and it only takes from it.
             OnBusy::Enqueue if queued >= limits.max_queued_runs => {
-                return Err(ApiError::Busy(format!(
-                    "session {session} has {queued} runs queued behind the active one, the \
-                     most allowed ({}): wait for them, stop them, or send with on_busy \
-                     `interrupt`",
-                    limits.max_queued_runs
-                )));
+                return Err(EngineError::SessionQueueFull {
+                    session: session.clone(),
+                    queued,
+                    max: limits.max_queued_runs,
+                });
             }
             _ => {}
         }
@@ -262,12 +264,12 @@ impl Engine {
         slot: &Arc<Slot>,
         session: &SessionId,
         entry: Entry,
-    ) -> Result<Accepted, ApiError> {
+    ) -> Result<Accepted, EngineError> {
         slot.state.lock().expect("slot").active = Some(entry.clone());
         if let Err(error) = run::start(&self.inner, session, &entry).await {
             slot.state.lock().expect("slot").active = None;
             entry.control.finished.cancel();
-            return Err(error);
+            return Err(error.into());
         }
         let accepted = entry.accepted();
         let inner = self.inner.clone();
@@ -283,7 +285,7 @@ impl Engine {
     /// ones. Answers once `run.finished` is committed; `false` when nothing
     /// was running.
     #[tracing::instrument(skip_all, fields(session_id = %session_id))]
-    pub async fn stop(&self, caller: &Identity, session_id: &str) -> Result<bool, ApiError> {
+    pub async fn stop(&self, caller: &Identity, session_id: &str) -> Result<bool, EngineError> {
         let (session, _) =
             crate::sessions::resolve(&self.inner.db, caller, session_id, "session_id").await?;
         let slot = self
@@ -377,14 +379,11 @@ impl Inner {
 
     /// Counts one more run queued by `user`, or `busy` when they have as
     /// many queued across their sessions as the limits allow.
-    fn queue_ticket(&self, user: &UserId) -> Result<Arc<Ticket>, ApiError> {
+    fn queue_ticket(&self, user: &UserId) -> Result<Arc<Ticket>, EngineError> {
         let max = self.settings.limits.max_queued_runs_per_user;
         match self.queued.take(user, max) {
             Ok(ticket) => Ok(Arc::new(ticket)),
-            Err(held) => Err(ApiError::Busy(format!(
-                "you have {held} runs queued across your sessions, the most allowed ({max}): \
-                 wait for them, stop some, or send with on_busy `interrupt`"
-            ))),
+            Err(held) => Err(EngineError::UserQueueFull { held, max }),
         }
     }
 
@@ -419,7 +418,7 @@ impl Inner {
         &self,
         session: &SessionId,
         client_msg_id: &str,
-    ) -> Result<Option<Accepted>, ApiError> {
+    ) -> Result<Option<Accepted>, EngineError> {
         let row = message::Entity::find()
             .filter(message::Column::SessionId.eq(session.as_str()))
             .filter(message::Column::ClientMsgId.eq(client_msg_id))
@@ -462,7 +461,10 @@ impl Inner {
                         break;
                     }
                     Err(error) => {
-                        tracing::error!(%error, run_id = %next.run_id, "cannot start a queued run");
+                        tracing::error!(
+                            error = %Chain(&error), run_id = %next.run_id,
+                            "cannot start a queued run"
+                        );
                         let failed = std::slice::from_ref(&next);
                         run::finish_unstarted(&self, &session, failed, Reason::Error).await;
                     }

@@ -20,9 +20,8 @@ use serde_json::{Value, json};
 
 use crate::engine::conversation::tool_calls_value;
 use crate::engine::provider::{ToolCall, Usage, storable};
-use crate::error::ApiError;
 use crate::ids::{MessageId, RunId, Seq, SessionId};
-use crate::log::{Appended, Effect, EventLog, NewEvent};
+use crate::log::{Appended, Effect, EventLog, LogError, NewEvent};
 use crate::sessions::Status;
 
 /// Why a run ended (`run.finished { reason }`).
@@ -187,7 +186,7 @@ impl Batch {
     }
 
     /// Appends the events; the rows are written in the same transaction.
-    pub async fn commit(self, log: &EventLog) -> Result<Appended, ApiError> {
+    pub async fn commit(self, log: &EventLog) -> Result<Appended, LogError> {
         let Batch { events, record, .. } = self;
         let session = record.session.clone();
         if record.status.is_none()
@@ -236,7 +235,7 @@ pub async fn finish_unstarted(
     session: &SessionId,
     runs: &[RunId],
     reason: Reason,
-) -> Result<Appended, ApiError> {
+) -> Result<Appended, LogError> {
     let events = runs
         .iter()
         .map(|id| {

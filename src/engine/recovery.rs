@@ -15,13 +15,12 @@ use serde_json::{Value, json};
 
 use super::record::{self, Batch, RUN_QUEUED, RUN_RUNNING, Reason};
 use super::{calls, tools};
-use crate::error::ApiError;
 use crate::ids::{MessageId, RunId, SessionId};
-use crate::log::EventLog;
+use crate::log::{EventLog, LogError};
 use crate::sessions::Status;
 
 /// Finishes every run left active; returns how many.
-pub async fn recover(db: &DatabaseConnection, log: &EventLog) -> Result<usize, ApiError> {
+pub async fn recover(db: &DatabaseConnection, log: &EventLog) -> Result<usize, LogError> {
     let runs = run::Entity::find()
         .filter(run::Column::Status.is_in([RUN_RUNNING, RUN_QUEUED]))
         .order_by_asc(run::Column::Id)
@@ -68,7 +67,7 @@ async fn account_for(
     batch: &mut Batch,
     session: &SessionId,
     run_id: &RunId,
-) -> Result<(), ApiError> {
+) -> Result<(), LogError> {
     let rows: Vec<(String, String)> = event::Entity::find()
         .select_only()
         .column(event::Column::Kind)

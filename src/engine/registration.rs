@@ -11,10 +11,10 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::EngineError;
 use super::gateways::{ASK_USER, Target, Tool};
 use super::schema::{self, Budget};
-use crate::error::ApiError;
-use crate::payload::check_text;
+use crate::payload::{Invalid, check_text};
 
 /// Tools one gateway may register.
 pub const MAX_TOOLS: usize = 128;
@@ -47,10 +47,10 @@ pub struct ToolDef {
 }
 
 /// Refuses a registration too big to decode.
-pub(super) fn check_size(raw: &RawValue) -> Result<(), ApiError> {
+pub(super) fn check_size(raw: &RawValue) -> Result<(), Invalid> {
     let size = raw.get().len();
     if size > MAX_REGISTRATION_BYTES {
-        return Err(ApiError::TooLarge(format!(
+        return Err(Invalid::TooLarge(format!(
             "tools: the registration is {size} bytes of JSON, more than the \
              {MAX_REGISTRATION_BYTES} allowed; register fewer tools or smaller schemas"
         )));
@@ -60,16 +60,16 @@ pub(super) fn check_size(raw: &RawValue) -> Result<(), ApiError> {
 
 /// Decodes a `gateway:register` and checks its `gateway_id`; blocking
 /// (the payload may be a MiB of JSON).
-pub(super) fn decode(raw: &RawValue) -> Result<Register, ApiError> {
+pub(super) fn decode(raw: &RawValue) -> Result<Register, Invalid> {
     let request: Register = crate::payload::parse_raw(raw)?;
     check_gateway_id(&request.gateway_id)?;
     Ok(request)
 }
 
-fn check_gateway_id(gateway_id: &str) -> Result<(), ApiError> {
+fn check_gateway_id(gateway_id: &str) -> Result<(), Invalid> {
     let count = gateway_id.chars().count();
     if count == 0 || count > MAX_GATEWAY_ID_CHARS {
-        return Err(ApiError::InvalidPayload(format!(
+        return Err(Invalid::Malformed(format!(
             "gateway_id: must be 1 to {MAX_GATEWAY_ID_CHARS} characters"
         )));
     }
@@ -77,27 +77,30 @@ fn check_gateway_id(gateway_id: &str) -> Result<(), ApiError> {
 }
 
 /// Checks every tool of a registration; blocking.
-pub(super) fn admit_tools(defs: Vec<ToolDef>) -> Result<Vec<Arc<Tool>>, ApiError> {
+pub(super) fn admit_tools(defs: Vec<ToolDef>) -> Result<Vec<Arc<Tool>>, EngineError> {
     if defs.len() > MAX_TOOLS {
-        return Err(ApiError::TooLarge(format!(
+        return Err(Invalid::TooLarge(format!(
             "tools: {} tools is more than the {MAX_TOOLS} allowed",
             defs.len()
-        )));
+        ))
+        .into());
     }
     let mut budget = Budget::default();
     let mut tools: Vec<Arc<Tool>> = Vec::with_capacity(defs.len());
     for (i, def) in defs.into_iter().enumerate() {
         let field = format!("tools[{i}]");
         if def.name == ASK_USER {
-            return Err(ApiError::InvalidPayload(format!(
+            return Err(Invalid::Malformed(format!(
                 "{field}.name: {ASK_USER:?} is a built-in tool and cannot be registered"
-            )));
+            ))
+            .into());
         }
         if tools.iter().any(|t| t.name == def.name) {
-            return Err(ApiError::InvalidPayload(format!(
+            return Err(Invalid::Malformed(format!(
                 "{field}.name: {:?} is registered twice",
                 def.name
-            )));
+            ))
+            .into());
         }
         let tool = admit_tool(def, Target::Gateway, &field, &mut budget)?;
         tools.push(Arc::new(tool));
@@ -111,26 +114,27 @@ pub(super) fn admit_tool(
     target: Target,
     field: &str,
     budget: &mut Budget,
-) -> Result<Tool, ApiError> {
+) -> Result<Tool, EngineError> {
     check_name(&def.name, field)?;
     if def.description.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(ApiError::InvalidPayload(format!(
+        return Err(Invalid::Malformed(format!(
             "{field}.description: longer than {MAX_DESCRIPTION_CHARS} characters"
-        )));
+        ))
+        .into());
     }
     check_text(&format!("{field}.description"), &def.description)?;
     let parameters = schema::admit(field, &def.parameters, budget)?;
     Ok(Tool::new(def, parameters, target))
 }
 
-fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
+fn check_name(name: &str, field: &str) -> Result<(), Invalid> {
     if name.is_empty()
         || name.len() > 64
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
-        return Err(ApiError::InvalidPayload(format!(
+        return Err(Invalid::Malformed(format!(
             "{field}.name: {name:?} must be 1 to 64 letters, digits, `_` or `-`"
         )));
     }

@@ -19,10 +19,9 @@ use tokio::sync::Notify;
 
 use super::calls::{self, Approval, Decision};
 use super::gateways::{Gateway, Target};
-use super::{Engine, Inner};
+use super::{Engine, EngineError, Inner};
 use crate::auth::{Identity, UserId};
-use crate::error::ApiError;
-use crate::payload::{check_json, check_text};
+use crate::payload::{Invalid, check_json, check_text};
 
 /// How long a gateway has to acknowledge a `tool:call` before it is logged
 /// as unacknowledged (the call stays `sent`; the tool timeout still runs).
@@ -46,7 +45,7 @@ impl Engine {
         socket: &SocketRef,
         request: Box<RawValue>,
         max_gateways: usize,
-    ) -> Result<Gateway, ApiError> {
+    ) -> Result<Gateway, EngineError> {
         let gateway = self
             .inner
             .registry
@@ -84,20 +83,22 @@ impl Engine {
         call_id: &str,
         output: &Value,
         is_error: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), EngineError> {
         check_text("call_id", call_id)?;
         if output.is_null() {
-            return Err(ApiError::InvalidPayload(
+            return Err(Invalid::Malformed(
                 "output: must not be null (send a string or any JSON value)".into(),
-            ));
+            )
+            .into());
         }
         check_json("output", output)?;
         let size = output.to_string().len();
         if size > calls::MAX_OUTPUT_BYTES {
-            return Err(ApiError::TooLarge(format!(
+            return Err(Invalid::TooLarge(format!(
                 "output: {size} bytes is more than the {} allowed",
                 calls::MAX_OUTPUT_BYTES
-            )));
+            ))
+            .into());
         }
         let row = self.inner.call_for(caller, call_id, &from).await?;
         let target = Target::from_db(&row.target);
@@ -106,12 +107,10 @@ impl Engine {
             Answerer::User { .. } => Target::User,
         };
         if target != expected {
-            return Err(ApiError::Forbidden(match target {
-                Target::User => format!(
-                    "call {call_id} is a question to the user: answer it with tool:result on /agent"
-                ),
-                _ => format!("call {call_id} is for a gateway: answer it on /gateway"),
-            }));
+            return Err(match target {
+                Target::User => EngineError::QuestionToUser(call_id.to_owned()),
+                _ => EngineError::CallForGateway(call_id.to_owned()),
+            });
         }
         let from_states: &[&str] = match target {
             Target::Gateway => &[calls::PENDING, calls::SENT],
@@ -140,14 +139,15 @@ impl Engine {
         &self,
         caller: &Identity,
         request: Approval,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), EngineError> {
         check_text("call_id", &request.call_id)?;
         if let Some(reason) = &request.reason {
             if reason.chars().count() > calls::MAX_REASON_CHARS {
-                return Err(ApiError::TooLarge(format!(
+                return Err(Invalid::TooLarge(format!(
                     "reason: longer than {} characters",
                     calls::MAX_REASON_CHARS
-                )));
+                ))
+                .into());
             }
             check_text("reason", reason)?;
         }
@@ -158,8 +158,9 @@ impl Engine {
         let row = calls::find(&self.inner.db, &request.call_id)
             .await?
             .filter(|row| row.session_id == session.as_str())
-            .ok_or_else(|| {
-                ApiError::NotFound(format!("no call {} in session {session}", request.call_id))
+            .ok_or_else(|| EngineError::NoCall {
+                call_id: request.call_id.clone(),
+                session: Some(session.to_string()),
             })?;
         if row.status != calls::AWAITING_APPROVAL {
             return Err(self.inner.conflict(&row.id).await);
@@ -203,7 +204,7 @@ impl Inner {
         caller: &Identity,
         call_id: &str,
         from: &Answerer<'_>,
-    ) -> Result<tool_call::Model, ApiError> {
+    ) -> Result<tool_call::Model, EngineError> {
         let session = match from {
             Answerer::User { session_id } => Some(
                 crate::sessions::resolve_owned(&self.db, caller, session_id, "session_id")
@@ -218,24 +219,23 @@ impl Inner {
                 .is_none_or(|s| row.session_id == s.as_str())
         });
         let Some(row) = row else {
-            return Err(ApiError::NotFound(match from {
-                Answerer::User { session_id } => {
-                    format!("no call {call_id} in session {session_id}")
-                }
-                Answerer::Gateway => format!("no call {call_id}"),
-            }));
+            return Err(EngineError::NoCall {
+                call_id: call_id.to_owned(),
+                session: match from {
+                    Answerer::User { session_id } => Some((*session_id).to_owned()),
+                    Answerer::Gateway => None,
+                },
+            });
         };
         if row.owner != caller.user_id.as_str() {
-            return Err(ApiError::Forbidden(format!(
-                "call {call_id} belongs to another user's session"
-            )));
+            return Err(EngineError::NotYourCall(call_id.to_owned()));
         }
         Ok(row)
     }
 
     /// `conflict` for a call that can no longer take what was asked,
     /// saying where it is.
-    async fn conflict(&self, call_id: &str) -> ApiError {
+    async fn conflict(&self, call_id: &str) -> EngineError {
         let status = match calls::find(&self.db, call_id).await {
             Ok(Some(row)) => row.status,
             _ => "changed".to_owned(),
@@ -245,7 +245,10 @@ impl Inner {
             calls::PENDING | calls::SENT => "it is not waiting for approval".to_owned(),
             other => format!("it is already {other}"),
         };
-        ApiError::Conflict(format!("call {call_id} cannot take this: {why}"))
+        EngineError::CallMoved {
+            call_id: call_id.to_owned(),
+            why,
+        }
     }
 
     /// The notification a run waiting for its calls listens to.

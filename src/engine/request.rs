@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
 use crate::ids::{MessageId, RunId};
+use crate::payload::Invalid;
 use crate::payload::check_text;
 
 /// Longest user message accepted by `agent:execute`.
@@ -47,14 +47,12 @@ pub struct Accepted {
 
 impl Execute {
     /// What `agent:execute` refuses before looking anything up.
-    pub(super) fn check(&self) -> Result<(), ApiError> {
+    pub(super) fn check(&self) -> Result<(), Invalid> {
         if self.content.trim().is_empty() {
-            return Err(ApiError::InvalidPayload(
-                "content: must not be empty".into(),
-            ));
+            return Err(Invalid::Malformed("content: must not be empty".into()));
         }
         if self.content.len() > MAX_CONTENT_BYTES {
-            return Err(ApiError::TooLarge(format!(
+            return Err(Invalid::TooLarge(format!(
                 "content: {} bytes is more than the {MAX_CONTENT_BYTES} allowed",
                 self.content.len()
             )));
@@ -62,7 +60,7 @@ impl Execute {
         check_text("content", &self.content)?;
         if let Some(id) = &self.client_msg_id {
             if id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID_CHARS {
-                return Err(ApiError::InvalidPayload(format!(
+                return Err(Invalid::Malformed(format!(
                     "client_msg_id: must be 1 to {MAX_CLIENT_MSG_ID_CHARS} characters"
                 )));
             }

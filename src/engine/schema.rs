@@ -22,8 +22,9 @@
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::error::ApiError;
+use super::EngineError;
 use crate::payload;
+use crate::payload::Invalid;
 
 /// Longest `parameters` of one tool, in bytes of JSON.
 pub const MAX_PARAMETERS_BYTES: usize = 64 * 1024;
@@ -54,29 +55,36 @@ pub struct Budget {
 /// Checks the `parameters` of the tool at `field` (`tools[3]`) against the
 /// limits, the JSON Schema meta-schema and the compiler; returns them as
 /// compact JSON text. Blocking: it compiles the schema.
-pub fn admit(field: &str, raw: &RawValue, budget: &mut Budget) -> Result<Box<RawValue>, ApiError> {
+pub fn admit(
+    field: &str,
+    raw: &RawValue,
+    budget: &mut Budget,
+) -> Result<Box<RawValue>, EngineError> {
     let field = format!("{field}.parameters");
     if raw.get().len() > MAX_PARAMETERS_BYTES {
-        return Err(ApiError::TooLarge(format!(
+        return Err(Invalid::TooLarge(format!(
             "{field}: {} bytes of JSON is more than the {MAX_PARAMETERS_BYTES} one tool's \
              schema may have",
             raw.get().len()
-        )));
+        ))
+        .into());
     }
     payload::check_raw_json(&field, raw)?;
     let schema: Value = serde_json::from_str(raw.get())
-        .map_err(|error| ApiError::InvalidPayload(format!("{field}: {error}")))?;
+        .map_err(|error| Invalid::Malformed(format!("{field}: {error}")))?;
     if !schema.is_object() {
-        return Err(ApiError::InvalidPayload(format!(
+        return Err(Invalid::Malformed(format!(
             "{field}: must be a JSON Schema object (`{{\"type\": \"object\", …}}`)"
-        )));
+        ))
+        .into());
     }
     measure(&field, &schema, budget)?;
     if let Err(error) = jsonschema::meta::validate(&schema) {
-        return Err(ApiError::InvalidPayload(format!(
+        return Err(Invalid::Malformed(format!(
             "{field}: not a valid JSON Schema: {error} (at {})",
             pointer_or_root(&error.instance_path().to_string())
-        )));
+        ))
+        .into());
     }
     compile(&schema).map_err(|error| {
         let at = error.instance_path().to_string();
@@ -88,12 +96,12 @@ pub fn admit(field: &str, raw: &RawValue, budget: &mut Budget) -> Result<Box<Raw
         } else {
             String::new()
         };
-        ApiError::InvalidPayload(format!(
+        Invalid::Malformed(format!(
             "{field}: cannot be used as a JSON Schema: {error} (at {}){hint}",
             pointer_or_root(&at)
         ))
     })?;
-    serde_json::value::to_raw_value(&schema).map_err(|error| ApiError::Internal(error.into()))
+    serde_json::value::to_raw_value(&schema).map_err(EngineError::Schema)
 }
 
 /// Checks a call's `arguments` against an admitted schema; the error names
@@ -136,7 +144,7 @@ fn compile(schema: &Value) -> Result<jsonschema::Validator, jsonschema::Validati
 /// Counts the objects and regular expressions of `schema` (every object,
 /// whichever keyword holds it: an over-count is the safe side) and checks
 /// them and the patterns' lengths against the limits.
-fn measure(field: &str, schema: &Value, budget: &mut Budget) -> Result<(), ApiError> {
+fn measure(field: &str, schema: &Value, budget: &mut Budget) -> Result<(), Invalid> {
     let mut objects = 0;
     let mut patterns = 0;
     // Iterative, with each container's JSON pointer for the messages.
@@ -172,13 +180,13 @@ fn measure(field: &str, schema: &Value, budget: &mut Budget) -> Result<(), ApiEr
         }
     }
     if objects > MAX_SCHEMA_OBJECTS {
-        return Err(ApiError::TooLarge(format!(
+        return Err(Invalid::TooLarge(format!(
             "{field}: {objects} JSON objects is more than the {MAX_SCHEMA_OBJECTS} one tool's \
              schema may have"
         )));
     }
     if patterns > MAX_PATTERNS {
-        return Err(ApiError::TooLarge(format!(
+        return Err(Invalid::TooLarge(format!(
             "{field}: {patterns} regular expressions (`pattern`, `patternProperties`) is more \
              than the {MAX_PATTERNS} one tool's schema may have"
         )));
@@ -186,7 +194,7 @@ fn measure(field: &str, schema: &Value, budget: &mut Budget) -> Result<(), ApiEr
     budget.objects += objects;
     budget.patterns += patterns;
     if budget.objects > MAX_REGISTRATION_OBJECTS {
-        return Err(ApiError::TooLarge(format!(
+        return Err(Invalid::TooLarge(format!(
             "tools: the schemas up to {field} hold {} JSON objects, more than the \
              {MAX_REGISTRATION_OBJECTS} one registration may have; register fewer or simpler \
              tools",
@@ -194,7 +202,7 @@ fn measure(field: &str, schema: &Value, budget: &mut Budget) -> Result<(), ApiEr
         )));
     }
     if budget.patterns > MAX_REGISTRATION_PATTERNS {
-        return Err(ApiError::TooLarge(format!(
+        return Err(Invalid::TooLarge(format!(
             "tools: the schemas up to {field} hold {} regular expressions, more than the \
              {MAX_REGISTRATION_PATTERNS} one registration may have; register fewer tools with \
              patterns",
@@ -204,10 +212,10 @@ fn measure(field: &str, schema: &Value, budget: &mut Budget) -> Result<(), ApiEr
     Ok(())
 }
 
-fn check_pattern(field: &str, at: &str, pattern: &str) -> Result<(), ApiError> {
+fn check_pattern(field: &str, at: &str, pattern: &str) -> Result<(), Invalid> {
     let chars = pattern.chars().count();
     if chars > MAX_PATTERN_CHARS {
-        return Err(ApiError::TooLarge(format!(
+        return Err(Invalid::TooLarge(format!(
             "{field}: the regular expression at {at} is {chars} characters, more than the \
              {MAX_PATTERN_CHARS} allowed"
         )));
@@ -234,7 +242,7 @@ mod tests {
         serde_json::value::to_raw_value(value).unwrap()
     }
 
-    fn admit_one(schema: &Value) -> Result<Box<RawValue>, ApiError> {
+    fn admit_one(schema: &Value) -> Result<Box<RawValue>, EngineError> {
         admit("tools[0]", &raw(schema), &mut Budget::default())
     }
 
@@ -279,7 +287,10 @@ mod tests {
     fn too_many_or_too_long_patterns_are_refused_naming_the_field() {
         admit_one(&with_patterns(MAX_PATTERNS)).unwrap();
         let err = admit_one(&with_patterns(MAX_PATTERNS + 1)).unwrap_err();
-        assert!(matches!(err, ApiError::TooLarge(_)), "{err}");
+        assert!(
+            matches!(err, EngineError::Invalid(Invalid::TooLarge(_))),
+            "{err}"
+        );
         assert!(
             err.to_string().starts_with("tools[0].parameters: "),
             "{err}"
@@ -320,7 +331,10 @@ mod tests {
     #[test]
     fn big_and_deep_schemas_are_refused() {
         let big = json!({ "description": "x".repeat(MAX_PARAMETERS_BYTES) });
-        assert!(matches!(admit_one(&big), Err(ApiError::TooLarge(_))));
+        assert!(matches!(
+            admit_one(&big),
+            Err(EngineError::Invalid(Invalid::TooLarge(_)))
+        ));
         let deep = format!("{}{{}}{}", r#"{"not":"#.repeat(70), "}".repeat(70));
         let deep = RawValue::from_string(deep).unwrap();
         let err = admit("tools[0]", &deep, &mut Budget::default()).unwrap_err();
@@ -332,7 +346,10 @@ mod tests {
         // Unicode classes repeated: about 16 MiB of compiled program.
         let schema = json!({ "type": "string", "pattern": "^[\\p{L}\\p{N} ]{1,200}$" });
         let err = admit_one(&schema).unwrap_err();
-        assert!(matches!(err, ApiError::InvalidPayload(_)), "{err}");
+        assert!(
+            matches!(err, EngineError::Invalid(Invalid::Malformed(_))),
+            "{err}"
+        );
         assert!(err.to_string().contains("/pattern"), "{err}");
     }
 

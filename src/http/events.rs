@@ -128,7 +128,7 @@ fn validate(index: usize, event: IngestEvent) -> Result<NewEvent, ApiError> {
 }
 
 /// A batch that parsed but holds an event that cannot be stored (HTTP 422).
-fn unprocessable(error: ApiError) -> ApiError {
+fn unprocessable(error: crate::payload::Invalid) -> ApiError {
     ApiError::Unprocessable(error.to_string())
 }
 

@@ -39,6 +39,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             serde_json::from_slice(&bytes)
                 .map_err(|e| ApiError::InvalidPayload(format!("the body is not JSON: {e}")))?
         };
-        crate::payload::parse(value).map(JsonBody)
+        Ok(crate::payload::parse(value).map(JsonBody)?)
     }
 }

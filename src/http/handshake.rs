@@ -52,7 +52,7 @@ impl HandshakeLimiter {
     /// client refused there does not drain the total.
     pub fn check(&self, client: ClientAddr) -> Result<(), ApiError> {
         self.per_client.check(&client.bucket())?;
-        self.total.check(&())
+        Ok(self.total.check(&())?)
     }
 }
 

@@ -36,7 +36,7 @@ impl OriginPolicy {
 
     /// Whether a browser at `origin` may use the server reached as `host`.
     pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {
-        let Some(origin) = normalize(origin) else {
+        let Ok(origin) = normalize(origin) else {
             return false;
         };
         if self.allowed.contains(&origin) {
@@ -47,20 +47,43 @@ impl OriginPolicy {
     }
 }
 
-fn normalize(origin: &str) -> Option<String> {
-    let (scheme, authority) = origin.split_once("://")?;
-    if authority.is_empty() || authority.contains('/') {
-        return None;
+/// An origin as browsers send it (RFC 6454): `scheme://host[:port]`, in
+/// lowercase, without the scheme's default port. A trailing `/` is dropped
+/// (people paste URLs); a path, a query or credentials are refused, and so
+/// are `ws://` and `wss://`, which no browser sends: a WebSocket handshake
+/// carries the page's `http(s)://` origin. Used for the configured origins
+/// and the `Origin` headers alike, so the two always compare equal.
+pub fn normalize(origin: &str) -> Result<String, String> {
+    let bad = || format!("{origin:?} is not an origin like https://app.example.com");
+    let trimmed = origin.trim();
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    let (scheme, authority) = trimmed.split_once("://").ok_or_else(bad)?;
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let authority_ok = !authority.is_empty()
+        && !authority.contains(|c: char| {
+            matches!(c, '/' | '?' | '#' | '@' | '\\') || c.is_whitespace() || c.is_control()
+        });
+    if !scheme_ok || !authority_ok {
+        return Err(bad());
     }
     let scheme = scheme.to_ascii_lowercase();
+    if scheme == "ws" || scheme == "wss" {
+        return Err(format!(
+            "{origin:?} is not an origin: browsers send the page's origin \
+             (http:// or https://), WebSocket handshakes included"
+        ));
+    }
     let authority = strip_default_port(&scheme, &authority.to_ascii_lowercase()).to_owned();
-    Some(format!("{scheme}://{authority}"))
+    Ok(format!("{scheme}://{authority}"))
 }
 
 fn strip_default_port<'a>(scheme: &str, authority: &'a str) -> &'a str {
     let default = match scheme {
-        "http" | "ws" => ":80",
-        "https" | "wss" => ":443",
+        "http" => ":80",
+        "https" => ":443",
         _ => return authority,
     };
     authority.strip_suffix(default).unwrap_or(authority)
@@ -131,6 +154,50 @@ mod tests {
         assert!(!policy.allows("http://evil.example", Some("127.0.0.1:8200")));
         assert!(!policy.allows("null", Some("127.0.0.1:8200")));
         assert!(!policy.allows("http://127.0.0.1:8200", None));
+    }
+
+    #[test]
+    fn origins_are_normalized_like_browsers_send_them() {
+        for (written, normalized) in [
+            ("https://App.Example.com:443/", "https://app.example.com"),
+            ("http://localhost:5173", "http://localhost:5173"),
+            ("HTTP://localhost:80", "http://localhost"),
+            ("http://localhost:443", "http://localhost:443"),
+            (" https://[::1]:8443 ", "https://[::1]:8443"),
+            ("tauri://localhost", "tauri://localhost"),
+        ] {
+            assert_eq!(normalize(written).as_deref(), Ok(normalized), "{written}");
+        }
+    }
+
+    #[test]
+    fn what_no_browser_sends_is_not_an_origin() {
+        for bad in [
+            "app.example.com",
+            "null",
+            "https://",
+            "https://app.example.com/path",
+            "https://app.example.com//",
+            "https://user@app.example.com",
+            "https://app.example.com?x",
+            "://app.example.com",
+        ] {
+            assert!(
+                normalize(bad).unwrap_err().contains("not an origin"),
+                "{bad}"
+            );
+        }
+        for websocket in ["ws://app.example.com", "WSS://app.example.com:443/"] {
+            let err = normalize(websocket).unwrap_err();
+            assert!(err.contains("http:// or https://"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_websocket_scheme_in_the_origin_header_is_not_the_servers_own() {
+        let policy = OriginPolicy::new(vec![]);
+        assert!(!policy.allows("ws://127.0.0.1:8200", Some("127.0.0.1:8200")));
+        assert!(policy.allows("http://127.0.0.1:8200/", Some("127.0.0.1:8200")));
     }
 
     #[test]

@@ -50,12 +50,40 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Identity;
-use crate::error::ApiError;
 use crate::ids::{Seq, SessionId};
+use crate::sessions::SessionError;
 pub use event::{Committed, NewEvent, Window};
 pub use sink::{Sink, SinkId};
-use store::{Outcome, StoreError};
+use store::Outcome;
+pub use store::StoreError;
 use tail::Tail;
+
+/// Why the log refused or failed a request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogError {
+    #[error("no session {0}")]
+    NoSession(SessionId),
+    /// A subscription from beyond the session's head.
+    #[error("after_seq {after} is beyond the session's head_seq {head}")]
+    AfterHead { after: Seq, head: Seq },
+    /// An append from someone who may not append to the session.
+    #[error(transparent)]
+    NotAllowed(#[from] SessionError),
+    /// The writers are gone: the server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The session's writer kept retiring under the request.
+    #[error("the session log is restarting; retry")]
+    Restarting,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<DbErr> for LogError {
+    fn from(error: DbErr) -> Self {
+        LogError::Store(error.into())
+    }
+}
 
 /// Tunables of the log.
 #[derive(Debug, Clone)]
@@ -176,7 +204,7 @@ struct Subscriber {
 struct AppendRequest {
     events: Vec<NewEvent>,
     effect: Option<Box<dyn Effect>>,
-    reply: oneshot::Sender<Result<Outcome, String>>,
+    reply: oneshot::Sender<Result<Outcome, StoreError>>,
 }
 
 /// Database writes that must commit together with an append, or not at all
@@ -194,15 +222,15 @@ pub trait Effect: Send + Sync + 'static {
 }
 
 /// An append on its way to the database; [`Submitted::wait`] for its commit.
-pub struct Submitted(oneshot::Receiver<Result<Outcome, String>>);
+pub struct Submitted(oneshot::Receiver<Result<Outcome, StoreError>>);
 
 impl Submitted {
-    pub async fn wait(self) -> Result<Appended, ApiError> {
+    pub async fn wait(self) -> Result<Appended, LogError> {
         Self::appended(self.0.await.ok())
     }
 
     /// The outcome, if the commit is already over.
-    pub fn try_wait(&mut self) -> Option<Result<Appended, ApiError>> {
+    pub fn try_wait(&mut self) -> Option<Result<Appended, LogError>> {
         match self.0.try_recv() {
             Err(oneshot::error::TryRecvError::Empty) => None,
             reply => Some(Self::appended(reply.ok())),
@@ -210,10 +238,8 @@ impl Submitted {
     }
 
     /// The writer's reply (`None`: it went away) as the caller sees it.
-    fn appended(reply: Option<Result<Outcome, String>>) -> Result<Appended, ApiError> {
-        let outcome = reply
-            .ok_or_else(|| ApiError::Unavailable("the server is shutting down".into()))?
-            .map_err(|message| ApiError::Internal(anyhow::anyhow!(message)))?;
+    fn appended(reply: Option<Result<Outcome, StoreError>>) -> Result<Appended, LogError> {
+        let outcome = reply.ok_or(LogError::ShuttingDown)??;
         Ok(Appended {
             events: outcome.events,
             duplicates: outcome.duplicates,
@@ -289,7 +315,7 @@ impl EventLog {
         &self,
         session: &SessionId,
         events: Vec<NewEvent>,
-    ) -> Result<Appended, ApiError> {
+    ) -> Result<Appended, LogError> {
         self.append_with(session, events, None).await
     }
 
@@ -299,7 +325,7 @@ impl EventLog {
         session: &SessionId,
         events: Vec<NewEvent>,
         effect: Option<Box<dyn Effect>>,
-    ) -> Result<Appended, ApiError> {
+    ) -> Result<Appended, LogError> {
         self.submit(session, events, effect).await?.wait().await
     }
 
@@ -312,7 +338,7 @@ impl EventLog {
         session: &SessionId,
         events: Vec<NewEvent>,
         effect: Option<Box<dyn Effect>>,
-    ) -> Result<Submitted, ApiError> {
+    ) -> Result<Submitted, LogError> {
         let mut events = Some((events, effect));
         for _ in 0..3 {
             let log = self.session(session).await?;
@@ -332,9 +358,7 @@ impl EventLog {
                 }
             }
         }
-        Err(ApiError::Unavailable(
-            "the session log is restarting; retry".into(),
-        ))
+        Err(LogError::Restarting)
     }
 
     /// Prepares a subscription from `after` (exclusive). Errors: `conflict`
@@ -345,13 +369,14 @@ impl EventLog {
         sink: Sink,
         after: Seq,
         first_seq: Seq,
-    ) -> Result<Pending, ApiError> {
+    ) -> Result<Pending, LogError> {
         let log = self.session(session).await?;
         let head_seq = log.state.lock().expect("log state").head;
         if after > head_seq {
-            return Err(ApiError::Conflict(format!(
-                "after_seq {after} is beyond the session's head_seq {head_seq}"
-            )));
+            return Err(LogError::AfterHead {
+                after,
+                head: head_seq,
+            });
         }
         let oldest_available = first_seq - 1;
         let (start, truncated_to) = if after < oldest_available {
@@ -375,9 +400,9 @@ impl EventLog {
         &self,
         session: &SessionId,
         caller: &Identity,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), LogError> {
         let log = self.session(session).await?;
-        crate::sessions::check_owner(&log.owner, caller)
+        Ok(crate::sessions::check_owner(&log.owner, caller)?)
     }
 
     /// Sends a notice that is not logged (`agent:heartbeat`) to the
@@ -417,7 +442,7 @@ impl EventLog {
         session: &SessionId,
         after: Seq,
         limit: u64,
-    ) -> Result<store::Page, ApiError> {
+    ) -> Result<store::Page, LogError> {
         let max_bytes = self.inner.settings.page_bytes;
         Ok(store::read_page(&self.inner.db, session, after, limit, max_bytes).await?)
     }
@@ -428,18 +453,18 @@ impl EventLog {
         session: &SessionId,
         after: Seq,
         limit: u64,
-    ) -> Result<Vec<Arc<Committed>>, ApiError> {
+    ) -> Result<Vec<Arc<Committed>>, LogError> {
         Ok(self.read_page(session, after, limit).await?.events)
     }
 
     /// The session's writer state, created on first use.
-    async fn session(&self, id: &SessionId) -> Result<Arc<SessionLog>, ApiError> {
+    async fn session(&self, id: &SessionId) -> Result<Arc<SessionLog>, LogError> {
         if let Some(log) = self.active(id) {
             return Ok(log);
         }
         let (owner, window) = store::window(&self.inner.db, id)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
+            .ok_or_else(|| LogError::NoSession(id.clone()))?;
         let mut sessions = self.inner.sessions.lock().expect("sessions");
         if let Some(log) = sessions.get(id) {
             return Ok(log.clone());
@@ -480,14 +505,5 @@ impl Pending {
     /// live delivery follows without a gap or a duplicate.
     pub fn start(self) {
         self.log.subscribe(self.sink, self.start);
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::NoSession(id) => ApiError::NotFound(format!("no session {id}")),
-            StoreError::Db(e) => e.into(),
-        }
     }
 }

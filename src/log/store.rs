@@ -4,6 +4,8 @@
 //! `sessions.head_seq` in the same transaction that inserts the events, so
 //! the database row is the source of truth even with several nodes.
 
+mod error;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use sea_orm::{
 use super::Effect;
 use super::event::{Committed, NewEvent, Stored, Window};
 use crate::ids::{Seq, SessionId};
+pub use error::StoreError;
 
 /// Rows per INSERT (and sessions per seq allocation): SQLite allows 32,766
 /// bound parameters, events have 7 columns.
@@ -28,14 +31,6 @@ const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 pub struct Outcome {
     pub events: Vec<Arc<Committed>>,
     pub duplicates: usize,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("no session {0}")]
-    NoSession(SessionId),
-    #[error(transparent)]
-    Db(#[from] DbErr),
 }
 
 /// One session's requests to append, and what must commit with them.
@@ -70,7 +65,24 @@ pub async fn append_groups(
     groups: &[Group<'_>],
     max_events: Option<u64>,
 ) -> Result<Vec<Vec<Outcome>>, StoreError> {
-    // Idempotency keys already stored, per session.
+    let mut seen = stored_keys(txn, groups).await?;
+    let mut new = new_events(groups, &mut seen);
+    let now = crate::time::now();
+    let heads = allocate_seqs(txn, &new.totals, now).await?;
+    insert_events(txn, groups, &mut new, &heads, now).await?;
+    apply_effects(txn, groups, &new.outcomes).await?;
+    if let Some(max) = max_events {
+        prune_to(txn, &heads, max).await?;
+    }
+    Ok(new.outcomes)
+}
+
+/// The idempotency keys of the groups' events that each session already
+/// stored.
+async fn stored_keys<'g>(
+    txn: &DatabaseTransaction,
+    groups: &[Group<'g>],
+) -> Result<HashMap<&'g str, HashSet<String>>, DbErr> {
     let mut seen: HashMap<&str, HashSet<String>> = HashMap::new();
     for group in groups {
         let keys: Vec<&str> = group
@@ -94,8 +106,27 @@ pub async fn append_groups(
             seen.extend(stored.into_iter().flatten());
         }
     }
+    Ok(seen)
+}
 
-    // Which events are new, per request, and how many per session.
+/// The events of an append that are new, and what each request got so far.
+struct NewEvents<'g> {
+    /// Per group, per request: the events to insert.
+    kept: Vec<Vec<Vec<&'g NewEvent>>>,
+    /// Per group, per request: its outcome (duplicates counted, events
+    /// added as they are inserted).
+    outcomes: Vec<Vec<Outcome>>,
+    /// New events per session, for the sessions that have any.
+    totals: HashMap<&'g str, i64>,
+}
+
+/// Which events are new, per request, and how many per session: an event
+/// whose key is in `seen` (stored, or carried by an earlier event) is a
+/// duplicate.
+fn new_events<'g>(
+    groups: &[Group<'g>],
+    seen: &mut HashMap<&'g str, HashSet<String>>,
+) -> NewEvents<'g> {
     let mut kept: Vec<Vec<Vec<&NewEvent>>> = Vec::with_capacity(groups.len());
     let mut outcomes: Vec<Vec<Outcome>> = Vec::with_capacity(groups.len());
     let mut totals: HashMap<&str, i64> = HashMap::new();
@@ -123,31 +154,65 @@ pub async fn append_groups(
         outcomes.push(group_outcomes);
     }
     totals.retain(|_, n| *n > 0);
-
-    // Allocate seqs, all sessions at once (see `allocate`).
-    let now = crate::time::now();
-    let mut next_seq: HashMap<&str, Seq> = HashMap::new();
-    let mut heads: Vec<(String, Seq, Seq)> = Vec::new();
-    if !totals.is_empty() {
-        let mut totals_list: Vec<(&str, i64)> = totals.iter().map(|(id, n)| (*id, *n)).collect();
-        totals_list.sort_unstable();
-        for (id, head, first) in allocate(txn, &totals_list, now).await? {
-            if let Some((id, n)) = totals.get_key_value(id.as_str()) {
-                next_seq.insert(id, head - n + 1);
-            }
-            heads.push((id, head, first));
-        }
-        if let Some(missing) = totals.keys().find(|id| !next_seq.contains_key(*id)) {
-            return Err(StoreError::NoSession(SessionId::from_db(
-                (*missing).to_owned(),
-            )));
-        }
+    NewEvents {
+        kept,
+        outcomes,
+        totals,
     }
+}
 
-    // Envelopes and rows.
+/// Each session's seqs, allocated by moving its head.
+struct Heads<'g> {
+    /// The next seq to give, per session with new events.
+    next_seq: HashMap<&'g str, Seq>,
+    /// `(id, head_seq, first_seq)` per session, after the allocation.
+    rows: Vec<(String, Seq, Seq)>,
+}
+
+/// Allocates the new events' seqs, all sessions at once (see
+/// [`allocate`]); `NoSession` when a session's row is gone.
+async fn allocate_seqs<'g>(
+    txn: &DatabaseTransaction,
+    totals: &HashMap<&'g str, i64>,
+    now: DateTime<Utc>,
+) -> Result<Heads<'g>, StoreError> {
+    let mut heads = Heads {
+        next_seq: HashMap::new(),
+        rows: Vec::new(),
+    };
+    if totals.is_empty() {
+        return Ok(heads);
+    }
+    let mut totals_list: Vec<(&str, i64)> = totals.iter().map(|(id, n)| (*id, *n)).collect();
+    totals_list.sort_unstable();
+    for (id, head, first) in allocate(txn, &totals_list, now).await? {
+        if let Some((id, n)) = totals.get_key_value(id.as_str()) {
+            heads.next_seq.insert(id, head - n + 1);
+        }
+        heads.rows.push((id, head, first));
+    }
+    if let Some(missing) = totals.keys().find(|id| !heads.next_seq.contains_key(*id)) {
+        return Err(StoreError::NoSession(SessionId::from_db(
+            (*missing).to_owned(),
+        )));
+    }
+    Ok(heads)
+}
+
+/// Builds the new events' envelopes (into their requests' outcomes) and
+/// rows, and inserts the rows.
+async fn insert_events(
+    txn: &DatabaseTransaction,
+    groups: &[Group<'_>],
+    new: &mut NewEvents<'_>,
+    heads: &Heads<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     let ts = crate::time::format(&now);
+    let mut next_seq = heads.next_seq.clone();
     let mut rows = Vec::new();
-    for ((group, group_kept), group_outcomes) in groups.iter().zip(&kept).zip(&mut outcomes) {
+    for ((group, group_kept), group_outcomes) in groups.iter().zip(&new.kept).zip(&mut new.outcomes)
+    {
         let session_id = group.session_id.as_str();
         for (keep, outcome) in group_kept.iter().zip(group_outcomes.iter_mut()) {
             for event in keep {
@@ -180,8 +245,16 @@ pub async fn append_groups(
             .exec_without_returning(txn)
             .await?;
     }
+    Ok(())
+}
 
-    for (group, group_outcomes) in groups.iter().zip(&outcomes) {
+/// Applies each group's effect, handing it its events' seqs.
+async fn apply_effects(
+    txn: &DatabaseTransaction,
+    groups: &[Group<'_>],
+    outcomes: &[Vec<Outcome>],
+) -> Result<(), DbErr> {
+    for (group, group_outcomes) in groups.iter().zip(outcomes) {
         if let Some(effect) = group.effect {
             let seqs: Vec<Seq> = group_outcomes
                 .first()
@@ -190,26 +263,28 @@ pub async fn append_groups(
             effect.apply(txn, &seqs).await?;
         }
     }
+    Ok(())
+}
 
-    if let Some(max) = max_events {
-        for (id, head, first_seq) in heads {
-            let first_kept = head - max as i64 + 1;
-            if first_kept > first_seq {
-                event::Entity::delete_many()
-                    .filter(event::Column::SessionId.eq(id.as_str()))
-                    .filter(event::Column::Seq.lt(first_kept))
-                    .exec(txn)
-                    .await?;
-                session::Entity::update_many()
-                    .col_expr(session::Column::FirstSeq, Expr::value(first_kept))
-                    .filter(session::Column::Id.eq(id.as_str()))
-                    .exec(txn)
-                    .await?;
-            }
+/// Prunes the oldest events of each session that now holds more than
+/// `max`, and moves its `first_seq`.
+async fn prune_to(txn: &DatabaseTransaction, heads: &Heads<'_>, max: u64) -> Result<(), DbErr> {
+    for (id, head, first_seq) in &heads.rows {
+        let first_kept = head - max as i64 + 1;
+        if first_kept > *first_seq {
+            event::Entity::delete_many()
+                .filter(event::Column::SessionId.eq(id.as_str()))
+                .filter(event::Column::Seq.lt(first_kept))
+                .exec(txn)
+                .await?;
+            session::Entity::update_many()
+                .col_expr(session::Column::FirstSeq, Expr::value(first_kept))
+                .filter(session::Column::Id.eq(id.as_str()))
+                .exec(txn)
+                .await?;
         }
     }
-
-    Ok(outcomes)
+    Ok(())
 }
 
 /// Splits `n` rows into statements of a few fixed sizes (largest first), so

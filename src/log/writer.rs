@@ -7,8 +7,9 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::store::Outcome;
+use super::store::{Outcome, StoreError};
 use super::{AppendRequest, Effect, Inner, NewEvent, SessionLog, store};
+use crate::error::Chain;
 use crate::ids::SessionId;
 
 /// Events committed per transaction at most; more waits for the next one.
@@ -81,11 +82,15 @@ async fn commit(
                 max_events: log.settings.max_events,
                 reply,
             };
-            match committer.send(job).await {
-                Ok(()) => answer
-                    .await
-                    .unwrap_or_else(|_| Err("the committer stopped".into())),
-                Err(_) => Err("the committer stopped".into()),
+            // The committer stops only when the log is gone: the
+            // requests' replies are dropped, which their callers take for
+            // a shutdown.
+            if committer.send(job).await.is_err() {
+                return;
+            }
+            match answer.await {
+                Ok(result) => result,
+                Err(_) => return,
             }
         }
         None => {
@@ -94,9 +99,7 @@ async fn commit(
                 requests: &requests,
                 effect: effect.as_deref(),
             };
-            store::append(&log.db, group, log.settings.max_events)
-                .await
-                .map_err(|e| e.to_string())
+            store::append(&log.db, group, log.settings.max_events).await
         }
     };
     match result {
@@ -111,10 +114,11 @@ async fn commit(
                 let _ = request.reply.send(Ok(outcome));
             }
         }
-        Err(message) => {
-            tracing::error!(session_id = %log.id, error = %message, "append failed");
+        // Each caller reports the failure (its cause is logged where it
+        // reaches a client or ends a run).
+        Err(error) => {
             for request in batch {
-                let _ = request.reply.send(Err(message.clone()));
+                let _ = request.reply.send(Err(error.clone()));
             }
         }
     }
@@ -126,7 +130,7 @@ pub(super) struct Job {
     requests: Vec<Vec<NewEvent>>,
     effect: Option<Box<dyn Effect>>,
     max_events: Option<u64>,
-    reply: oneshot::Sender<Result<Vec<Outcome>, String>>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, StoreError>>,
 }
 
 /// SQLite has one writer at a time, so a transaction per session caps the
@@ -180,7 +184,7 @@ async fn commit_jobs(db: &DatabaseConnection, jobs: Vec<Job>) {
         let txn = crate::db::begin_write(db).await?;
         let outcomes = store::append_groups(&txn, &groups, max_events).await?;
         txn.commit().await?;
-        Ok::<_, store::StoreError>(outcomes)
+        Ok::<_, StoreError>(outcomes)
     };
     match together.await {
         Ok(outcomes) => {
@@ -190,14 +194,17 @@ async fn commit_jobs(db: &DatabaseConnection, jobs: Vec<Job>) {
         }
         Err(error) if jobs.len() == 1 => {
             for job in jobs {
-                let _ = job.reply.send(Err(error.to_string()));
+                let _ = job.reply.send(Err(error.clone()));
             }
         }
         Err(error) => {
-            tracing::warn!(%error, groups = jobs.len(), "a grouped commit failed; retrying each group alone");
+            tracing::warn!(
+                error = %Chain(&error), groups = jobs.len(),
+                "a grouped commit failed; retrying each group alone"
+            );
             for job in jobs {
                 let result = store::append(db, job.group(), job.max_events).await;
-                let _ = job.reply.send(result.map_err(|e| e.to_string()));
+                let _ = job.reply.send(result);
             }
         }
     }

@@ -62,7 +62,7 @@ async fn list(
     Request(data): Request<Value>,
     ack: AckSender,
 ) {
-    let result = async { sessions::list(&state.db, &me, parse(data?)?).await };
+    let result = async { Ok(sessions::list(&state.db, &me, parse(data?)?).await?) };
     ack::reply(ack, result.await);
 }
 
@@ -190,7 +190,7 @@ async fn list_messages(
             before: request.before,
             limit: request.limit,
         };
-        messages::list(&state.db, &id, page, state.config.limits.max_page_bytes).await
+        Ok(messages::list(&state.db, &id, page, state.config.limits.max_page_bytes).await?)
     };
     ack::reply(ack, result.await);
 }

@@ -32,7 +32,7 @@ impl RequestBudget {
         };
         limiter.check().map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            crate::rate::refusal("requests on this connection", rate, wait)
+            crate::rate::refusal("requests on this connection", rate, wait).into()
         })
     }
 }

@@ -24,7 +24,7 @@ async fn execute(
 ) {
     let result = async {
         let request: Execute = parse(data?)?;
-        state.engine.execute(&me, request).await
+        Ok(state.engine.execute(&me, request).await?)
     };
     ack::reply(ack, result.await);
 }

@@ -11,6 +11,7 @@ use super::{Request, ack};
 use crate::auth::Identity;
 use crate::engine::Answerer;
 use crate::engine::calls::{Approval, GatewayResult, UserResult};
+use crate::error::ApiError;
 use crate::payload::parse;
 use crate::state::AppState;
 
@@ -37,12 +38,11 @@ async fn register(
 ) {
     let max_gateways = state.config.limits.max_gateways_per_user;
     let result = match data {
-        Ok((request,)) => {
-            state
-                .engine
-                .register_gateway(&me, &s, request, max_gateways)
-                .await
-        }
+        Ok((request,)) => state
+            .engine
+            .register_gateway(&me, &s, request, max_gateways)
+            .await
+            .map_err(ApiError::from),
         Err(error) => Err(error),
     };
     match result {
@@ -71,7 +71,8 @@ async fn gateway_result(
                 &request.output,
                 request.is_error,
             )
-            .await
+            .await?;
+        Ok(())
     };
     ack::reply(ack, result.await.map(|()| json!({})));
 }
@@ -96,7 +97,8 @@ async fn user_result(
                 &request.output,
                 request.is_error,
             )
-            .await
+            .await?;
+        Ok(())
     };
     ack::reply(ack, result.await.map(|()| json!({})));
 }
@@ -109,7 +111,7 @@ async fn approval(
 ) {
     let result = async {
         let request: Approval = parse(data?)?;
-        state.engine.tool_approval(&me, request).await
+        Ok(state.engine.tool_approval(&me, request).await?)
     };
     ack::reply(ack, result.await.map(|()| json!({})));
 }

@@ -10,7 +10,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::ApiError;
+use super::SessionError;
 use crate::ids::SessionId;
 
 /// A message as clients see it.
@@ -70,7 +70,7 @@ pub async fn list(
     session: &SessionId,
     request: ListMessages,
     max_bytes: usize,
-) -> Result<MessagePage, ApiError> {
+) -> Result<MessagePage, SessionError> {
     let limit = crate::payload::limit(request.limit, 50, 500)?;
     let mut query = message::Entity::find()
         .select_only()
@@ -82,9 +82,7 @@ pub async fn list(
         .limit(limit);
     if let Some(before) = &request.before {
         if uuid::Uuid::parse_str(before).is_err() {
-            return Err(ApiError::InvalidPayload(format!(
-                "before: {before:?} is not a message id"
-            )));
+            return Err(SessionError::BadMessageId(before.clone()));
         }
         let seq: Option<i64> = message::Entity::find_by_id(before.as_str())
             .filter(message::Column::SessionId.eq(session.as_str()))
@@ -93,9 +91,7 @@ pub async fn list(
             .into_tuple()
             .one(db)
             .await?;
-        let seq = seq.ok_or_else(|| {
-            ApiError::NotFound(format!("before: no message {before} in this session"))
-        })?;
+        let seq = seq.ok_or_else(|| SessionError::NoMessage(before.clone()))?;
         query = query.filter(message::Column::Seq.lt(seq));
     }
     let sizes: Vec<(String, i64)> = query.into_tuple().all(db).await?;

@@ -18,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::auth::Identity;
-use crate::error::ApiError;
 use crate::ids::{Seq, SessionId};
+use crate::log::StoreError;
+use crate::payload::Invalid;
 use crate::quotas::Quotas;
+use crate::rate::Limited;
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
@@ -44,6 +46,50 @@ impl Status {
             Status::AwaitingApproval => "awaiting_approval",
             Status::AwaitingInput => "awaiting_input",
         }
+    }
+}
+
+/// Why a request about a session was refused or failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SessionError {
+    /// A request that does not pass the checks; the message names the field.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// An id that is not a session id; `field` names where it was given.
+    #[error("{field}: {text:?} is not a session id (a UUID)")]
+    BadId { field: String, text: String },
+    #[error("no session {0}")]
+    NotFound(SessionId),
+    /// Someone else's session, to a caller who is no admin.
+    #[error("this session belongs to another user")]
+    NotYours,
+    /// What only the owner may do, asked by an admin.
+    #[error(
+        "only the session's owner may run, approve, answer or append in it \
+         (an admin may read, subscribe and stop)"
+    )]
+    OwnerOnly,
+    /// Sessions created too fast.
+    #[error(transparent)]
+    Limited(#[from] Limited),
+    #[error(
+        "this user owns {owned} sessions, the most allowed \
+         (SWITCHBOARD_MAX_SESSIONS_PER_USER = {max})"
+    )]
+    TooManySessions { owned: u64, max: u64 },
+    /// `before` is not a message id.
+    #[error("before: {0:?} is not a message id")]
+    BadMessageId(String),
+    /// `before` names no message of the session.
+    #[error("before: no message {0} in this session")]
+    NoMessage(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sea_orm::DbErr> for SessionError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        SessionError::Store(error.into())
     }
 }
 
@@ -104,9 +150,10 @@ pub struct SessionPage {
 }
 
 /// Parses a client-supplied session id (`field` names it in the error).
-pub fn parse_id(text: &str, field: &str) -> Result<SessionId, ApiError> {
-    SessionId::parse(text).ok_or_else(|| {
-        ApiError::InvalidPayload(format!("{field}: {text:?} is not a session id (a UUID)"))
+pub fn parse_id(text: &str, field: &str) -> Result<SessionId, SessionError> {
+    SessionId::parse(text).ok_or_else(|| SessionError::BadId {
+        field: field.to_owned(),
+        text: text.to_owned(),
     })
 }
 
@@ -117,21 +164,23 @@ struct NewSession {
 }
 
 impl NewSession {
-    fn check(request: CreateSession) -> Result<Self, ApiError> {
+    fn check(request: CreateSession) -> Result<Self, SessionError> {
         let title = request.title.unwrap_or_default();
         if title.chars().count() > MAX_TITLE_CHARS {
-            return Err(ApiError::TooLarge(format!(
+            return Err(Invalid::TooLarge(format!(
                 "title: longer than {MAX_TITLE_CHARS} characters"
-            )));
+            ))
+            .into());
         }
         crate::payload::check_text("title", &title)?;
         let metadata = Value::Object(request.metadata.unwrap_or_default());
         crate::payload::check_json("metadata", &metadata)?;
         let metadata = metadata.to_string();
         if metadata.len() > MAX_METADATA_BYTES {
-            return Err(ApiError::TooLarge(format!(
+            return Err(Invalid::TooLarge(format!(
                 "metadata: larger than {MAX_METADATA_BYTES} bytes"
-            )));
+            ))
+            .into());
         }
         Ok(Self { title, metadata })
     }
@@ -142,7 +191,7 @@ pub async fn create(
     db: &impl ConnectionTrait,
     owner: &Identity,
     request: CreateSession,
-) -> Result<SessionView, ApiError> {
+) -> Result<SessionView, SessionError> {
     insert(db, owner, NewSession::check(request)?).await
 }
 
@@ -153,7 +202,7 @@ pub async fn create_within_quotas(
     quotas: &Quotas,
     owner: &Identity,
     request: CreateSession,
-) -> Result<SessionView, ApiError> {
+) -> Result<SessionView, SessionError> {
     let new = NewSession::check(request)?;
     quotas.create_session(&owner.user_id)?;
     if let Some(max) = quotas.max_sessions {
@@ -162,10 +211,7 @@ pub async fn create_within_quotas(
             .count(db)
             .await?;
         if owned >= max {
-            return Err(ApiError::Forbidden(format!(
-                "this user owns {owned} sessions, the most allowed \
-                 (SWITCHBOARD_MAX_SESSIONS_PER_USER = {max})"
-            )));
+            return Err(SessionError::TooManySessions { owned, max });
         }
     }
     insert(db, owner, new).await
@@ -175,7 +221,7 @@ async fn insert(
     db: &impl ConnectionTrait,
     owner: &Identity,
     new: NewSession,
-) -> Result<SessionView, ApiError> {
+) -> Result<SessionView, SessionError> {
     let now = crate::time::now();
     let model = session::ActiveModel {
         id: Set(SessionId::generate().into_string()),
@@ -198,7 +244,7 @@ pub async fn list(
     db: &impl ConnectionTrait,
     caller: &Identity,
     request: ListSessions,
-) -> Result<SessionPage, ApiError> {
+) -> Result<SessionPage, SessionError> {
     let limit = crate::payload::limit(request.limit, 50, 200)?;
     let mut query = session::Entity::find()
         .filter(session::Column::Owner.eq(caller.user_id.as_str()))
@@ -225,7 +271,7 @@ pub async fn resolve(
     caller: &Identity,
     raw_id: &str,
     field: &str,
-) -> Result<(SessionId, session::Model), ApiError> {
+) -> Result<(SessionId, session::Model), SessionError> {
     let id = parse_id(raw_id, field)?;
     let session = load_for(db, caller, &id).await?;
     Ok((id, session))
@@ -237,10 +283,10 @@ pub async fn load_for(
     db: &impl ConnectionTrait,
     caller: &Identity,
     id: &SessionId,
-) -> Result<session::Model, ApiError> {
+) -> Result<session::Model, SessionError> {
     let session = find(db, id).await?;
     if session.owner != caller.user_id.as_str() && !caller.is_admin() {
-        return Err(ApiError::forbidden());
+        return Err(SessionError::NotYours);
     }
     Ok(session)
 }
@@ -251,7 +297,7 @@ pub async fn resolve_owned(
     caller: &Identity,
     raw_id: &str,
     field: &str,
-) -> Result<(SessionId, session::Model), ApiError> {
+) -> Result<(SessionId, session::Model), SessionError> {
     let id = parse_id(raw_id, field)?;
     let session = load_owned(db, caller, &id).await?;
     Ok((id, session))
@@ -264,7 +310,7 @@ pub async fn load_owned(
     db: &impl ConnectionTrait,
     caller: &Identity,
     id: &SessionId,
-) -> Result<session::Model, ApiError> {
+) -> Result<session::Model, SessionError> {
     let session = find(db, id).await?;
     check_owner(&session.owner, caller)?;
     Ok(session)
@@ -272,24 +318,20 @@ pub async fn load_owned(
 
 /// The owner-only rule, for a session owned by `owner`: `forbidden` for
 /// everyone else, admins included.
-pub fn check_owner(owner: &str, caller: &Identity) -> Result<(), ApiError> {
+pub fn check_owner(owner: &str, caller: &Identity) -> Result<(), SessionError> {
     if owner == caller.user_id.as_str() {
         return Ok(());
     }
     Err(if caller.is_admin() {
-        ApiError::Forbidden(
-            "only the session's owner may run, approve, answer or append in it \
-             (an admin may read, subscribe and stop)"
-                .into(),
-        )
+        SessionError::OwnerOnly
     } else {
-        ApiError::forbidden()
+        SessionError::NotYours
     })
 }
 
-async fn find(db: &impl ConnectionTrait, id: &SessionId) -> Result<session::Model, ApiError> {
+async fn find(db: &impl ConnectionTrait, id: &SessionId) -> Result<session::Model, SessionError> {
     session::Entity::find_by_id(id.as_str())
         .one(db)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))
+        .ok_or_else(|| SessionError::NotFound(id.clone()))
 }

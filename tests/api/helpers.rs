@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::{Event, Payload, TransportType};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tf_rust_socketio::asynchronous::{Client, ClientBuilder};
+use tf_rust_socketio::{Event, Payload, TransportType};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
@@ -219,13 +219,13 @@ impl ServerBuilder {
 /// Configuration for a server run inside the test's process (to reach its
 /// state or hand it a provider): port 0, SQLite in `dir`, alice's token.
 pub fn in_process_config(dir: &std::path::Path) -> switchboard::Config {
-    let settings = switchboard::cli::Settings {
+    let settings = switchboard::config::Settings {
         bind: Some("127.0.0.1:0".into()),
         database_url: Some(format!("sqlite://{}/sb.db?mode=rwc", dir.display())),
         api_tokens: Some("alice:tok-alice".into()),
         ..Default::default()
     };
-    switchboard::Config::load(None, None, settings, false).expect("a valid configuration")
+    switchboard::Config::load(None, &settings, false).expect("a valid configuration")
 }
 
 async fn fresh_postgres_database(admin_url: &str) -> String {
@@ -535,7 +535,7 @@ impl SocketBuilder {
                 async {}.boxed()
             })
             .on_any(move |event, payload, _| {
-                if let (Event::Custom(name), Payload::Text(args)) = (event, payload) {
+                if let (Event::Custom(name), Payload::Text(args, _)) = (event, payload) {
                     let first = args.into_iter().next().unwrap_or(Value::Null);
                     let _ = events_tx.send((name, first));
                 }
@@ -559,7 +559,7 @@ impl SocketBuilder {
 /// `Received an ConnectError frame: {"message":"unauthorized: x"}` → `unauthorized: x`.
 fn connect_error_message(payload: &Payload) -> String {
     let text = match payload {
-        Payload::Text(values) => values
+        Payload::Text(values, _) => values
             .first()
             .map(|v| {
                 v.as_str()
@@ -568,8 +568,8 @@ fn connect_error_message(payload: &Payload) -> String {
             })
             .unwrap_or_default(),
         #[allow(deprecated)]
-        Payload::String(s) => s.clone(),
-        Payload::Binary(_) => String::new(),
+        Payload::String(s, _) => s.clone(),
+        Payload::Binary(..) => String::new(),
     };
     let data = text
         .strip_prefix("Received an ConnectError frame: ")
@@ -594,7 +594,7 @@ impl Socket {
             .emit_with_ack(event, payload, WAIT, move |payload: Payload, _| {
                 // The client hands over the ack's argument list as one array.
                 let first = match payload {
-                    Payload::Text(args) => match args.into_iter().next() {
+                    Payload::Text(args, _) => match args.into_iter().next() {
                         Some(Value::Array(inner)) => {
                             inner.into_iter().next().unwrap_or(Value::Null)
                         }

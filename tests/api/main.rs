@@ -22,4 +22,6 @@ mod runs;
 mod runs_control;
 mod sessions;
 mod shutdown;
+mod startup;
+mod store_failures;
 mod tools;

@@ -1,0 +1,175 @@
+//! A step's tool calls: each is logged and gets a row, refused at once or
+//! left open for an approval, a gateway or the user.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::Turn;
+use super::wait::waiting_status;
+use crate::engine::calls::{self, Outcome};
+use crate::engine::conversation::arguments_value;
+use crate::engine::gateways::{Offer, Target, Tool};
+use crate::engine::provider::ToolCall;
+use crate::engine::record::Batch;
+use crate::engine::tools;
+use crate::error::Chain;
+use crate::sessions::Status;
+
+/// Logs the model's tool calls and makes a row for each: refused at once
+/// (no such tool, arguments that do not fit its schema), waiting for
+/// approval, for a gateway, or for the user. Returns the ids still open.
+pub(super) async fn plan_calls(
+    turn: &Turn,
+    batch: &mut Batch,
+    offer: &Offer,
+    calls: &[ToolCall],
+) -> Vec<String> {
+    let deadline = turn.inner.settings.tool_deadline();
+    let all_arguments: Vec<Value> = calls
+        .iter()
+        .map(|call| arguments_value(&call.arguments))
+        .collect();
+    let mut misfits = check_calls(turn, offer, calls, &all_arguments).await;
+    let mut open = Vec::new();
+    let mut waiting = Vec::new();
+    let mut then = Vec::new();
+    for ((call, arguments), misfit) in calls.iter().zip(all_arguments).zip(&mut misfits) {
+        let tool = offer.get(&call.name);
+        let target = tool.map_or(Target::Server, |t| t.target);
+        batch.event(
+            "tool.call",
+            json!({
+                "call_id": call.id, "name": call.name,
+                "arguments": arguments, "target": target.as_str(),
+            }),
+        );
+        let refused = match tool {
+            None => Some(Outcome::error(format!(
+                "no tool named {:?} is available in this session",
+                call.name
+            ))),
+            Some(_) => misfit.take().map(Outcome::error),
+        };
+        let requires_approval = tool.is_some_and(|t| t.requires_approval);
+        let (status, deadline) = match (&refused, target) {
+            (Some(_), _) => (calls::RESOLVED, None),
+            (None, _) if requires_approval => (calls::AWAITING_APPROVAL, None),
+            (None, Target::Gateway) => (calls::PENDING, Some(deadline)),
+            (None, _) => (calls::PENDING, None),
+        };
+        batch.tool_call(calls::row(
+            call,
+            &arguments,
+            calls::NewCall {
+                session: &turn.session,
+                run_id: &turn.run_id,
+                owner: turn.owner.as_str(),
+                target,
+                requires_approval,
+                status,
+                deadline,
+                outcome: refused.as_ref(),
+            },
+        ));
+        if refused.is_none() {
+            open.push(call.id.clone());
+            waiting.push((status == calls::AWAITING_APPROVAL, target));
+        }
+        then.push((call, arguments, refused, requires_approval));
+    }
+    // After every `tool.call`: the refusals' results and the approval requests.
+    for (call, arguments, refused, requires_approval) in then {
+        match refused {
+            Some(outcome) => tools::result(batch, &call.id, outcome),
+            None if requires_approval => {
+                batch.event(
+                    "tool.approval_requested",
+                    json!({ "call_id": call.id, "name": call.name, "arguments": arguments }),
+                );
+            }
+            None => {}
+        }
+    }
+    let status = waiting_status(waiting.iter().copied());
+    if status != Status::Running {
+        batch.status(status);
+        turn.progress().status = status;
+    }
+    open
+}
+
+/// Why each call's arguments do not fit its tool's schema (`None`: they
+/// do, or there is no such tool). Compiling and checking schemas is CPU
+/// work: it runs on a blocking thread, one batch per step.
+async fn check_calls(
+    turn: &Turn,
+    offer: &Offer,
+    calls: &[ToolCall],
+    arguments: &[Value],
+) -> Vec<Option<String>> {
+    let jobs: Vec<Option<(Arc<Tool>, String, Value)>> = calls
+        .iter()
+        .zip(arguments)
+        .map(|(call, value)| {
+            let tool = offer.get(&call.name)?;
+            Some((tool.clone(), call.arguments.clone(), value.clone()))
+        })
+        .collect();
+    if jobs.iter().all(Option::is_none) {
+        return vec![None; calls.len()];
+    }
+    let names: Vec<Option<String>> = jobs
+        .iter()
+        .map(|job| job.as_ref().map(|(tool, ..)| tool.name.clone()))
+        .collect();
+    let checked = turn
+        .inner
+        .registry
+        .compiler()
+        .check(move || {
+            jobs.into_iter()
+                .map(|job| {
+                    let (tool, raw, value) = job?;
+                    check_arguments(&tool, &raw, &value).err()
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+    checked.unwrap_or_else(|error| {
+        tracing::error!(
+            error = %Chain(&error), run_id = %turn.run_id,
+            "cannot check tool arguments"
+        );
+        names
+            .into_iter()
+            .map(|name| {
+                name.map(|name| {
+                    format!("the arguments of {name} could not be checked; call it again")
+                })
+            })
+            .collect()
+    })
+}
+
+/// The arguments as the tool's schema wants them: a JSON object that fits.
+fn check_arguments(tool: &Tool, raw: &str, arguments: &Value) -> Result<(), String> {
+    if !raw.trim().is_empty() && serde_json::from_str::<Value>(raw).is_err() {
+        return Err(format!(
+            "the arguments are not valid JSON; call {} again with a JSON object",
+            tool.name
+        ));
+    }
+    let arguments = if raw.trim().is_empty() {
+        &json!({})
+    } else {
+        arguments
+    };
+    tool.check(arguments).map_err(|why| {
+        format!(
+            "the arguments do not match the parameters of {}: {why}; call it again with valid \
+             arguments",
+            tool.name
+        )
+    })
+}
