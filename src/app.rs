@@ -124,6 +124,7 @@ impl Application {
                 limits: config.limits.clone(),
             },
             tasks.clone(),
+            shutdown.clone(),
         );
         let recovered = engine
             .recover()
@@ -162,6 +163,7 @@ impl Application {
             .with_state(state.clone())
             .build_layer();
         crate::realtime::register(&io, &state);
+        state.engine.reach_gateways_through(&io);
         let router = crate::http::router(state.clone(), socketio_layer);
         Ok(Self {
             listener,

@@ -3,7 +3,9 @@
 //! `ask_user_questions`.
 //!
 //! The registry lives in memory: a registration belongs to one socket and
-//! goes away with it. What must survive a disconnect or a restart — the
+//! goes away with it. It keeps the socket's id, not the socket: a gateway
+//! is reached through the `SocketIo` handle ([`Registry::socket`]), so a
+//! socket that closed is simply not found. What must survive a disconnect or a restart — the
 //! calls themselves — lives in the `tool_calls` table ([`super::calls`]).
 //!
 //! What a user can make it hold is bounded: at most
@@ -14,10 +16,11 @@
 //! async workers only hand it over.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 use serde_json::value::RawValue;
+use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 
@@ -27,6 +30,7 @@ use super::provider::ToolSpec;
 use super::registration::{self, ToolDef};
 use super::schema::{self, Budget};
 use crate::auth::UserId;
+use crate::realtime::GATEWAY_NS;
 
 /// The built-in tool the model uses to ask the session's owner questions.
 pub const ASK_USER: &str = "ask_user_questions";
@@ -117,7 +121,6 @@ const ASK_USER_PARAMETERS: &str = r#"{
 pub struct Gateway {
     pub sid: Sid,
     pub gateway_id: String,
-    pub socket: SocketRef,
     /// In registration order.
     tools: Arc<[Arc<Tool>]>,
 }
@@ -155,6 +158,9 @@ pub struct Registry {
     users: Arc<Mutex<Users>>,
     ask_user: Arc<Tool>,
     compiler: Compiler,
+    /// Where gateway sockets are found; set once the Socket.IO server is
+    /// built ([`super::Engine::reach_gateways_through`]).
+    io: OnceLock<SocketIo>,
 }
 
 impl Default for Registry {
@@ -163,7 +169,16 @@ impl Default for Registry {
             users: Arc::default(),
             ask_user: Arc::new(Tool::ask_user()),
             compiler: Compiler::default(),
+            io: OnceLock::new(),
         }
+    }
+}
+
+impl super::Engine {
+    /// Gives the tool registry the Socket.IO server its gateways are
+    /// connected to (built after the engine, which its handlers share).
+    pub fn reach_gateways_through(&self, io: &SocketIo) {
+        let _ = self.inner.registry.io.set(io.clone());
     }
 }
 
@@ -199,7 +214,6 @@ impl Registry {
         let gateway = Gateway {
             sid,
             gateway_id,
-            socket: socket.clone(),
             tools: tools.into(),
         };
         {
@@ -216,6 +230,11 @@ impl Registry {
             return Err(EngineError::SocketClosed);
         }
         Ok(gateway)
+    }
+
+    /// The gateway's socket on `/gateway`, while it is connected.
+    pub fn socket(&self, gateway: &Gateway) -> Option<SocketRef> {
+        self.io.get()?.of(GATEWAY_NS)?.get_socket(gateway.sid)
     }
 
     /// Where checks of a call's arguments ([`Tool::check`]) run.

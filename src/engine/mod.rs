@@ -107,6 +107,8 @@ struct Inner {
     provider: Arc<dyn Provider>,
     settings: Settings,
     tasks: TaskTracker,
+    /// Cancelled when the server shuts down (after the runs ended).
+    shutdown: CancellationToken,
     slots: Mutex<HashMap<SessionId, Arc<Slot>>>,
     stopping: AtomicBool,
     /// Connected gateways and their tools.
@@ -126,6 +128,7 @@ impl Engine {
         provider: Arc<dyn Provider>,
         settings: Settings,
         tasks: TaskTracker,
+        shutdown: CancellationToken,
     ) -> Self {
         let execute_rate =
             KeyedLimiter::new(settings.limits.execute_rate, "agent:execute requests");
@@ -136,6 +139,7 @@ impl Engine {
                 provider,
                 settings,
                 tasks,
+                shutdown,
                 slots: Mutex::default(),
                 stopping: AtomicBool::new(false),
                 registry: gateways::Registry::default(),

@@ -331,15 +331,24 @@ impl Inner {
         });
         let call_id = row.id.clone();
         let gateway_id = gateway.gateway_id.clone();
-        match gateway
-            .socket
+        // Gone since it was chosen: its disconnect hands the call on.
+        let Some(socket) = self.registry.socket(gateway) else {
+            tracing::info!(
+                call_id,
+                gateway_id,
+                "cannot send a tool call: the gateway is gone"
+            );
+            return;
+        };
+        match socket
             .timeout(CALL_ACK_WAIT)
             .emit_with_ack::<_, Value>("tool:call", &payload)
         {
             Ok(ack) => {
                 tracing::info!(call_id, gateway_id, "tool call sent");
+                let shutdown = self.shutdown.clone();
                 self.tasks.spawn(async move {
-                    if let Err(error) = ack.await {
+                    if let Some(Err(error)) = shutdown.run_until_cancelled_owned(ack).await {
                         tracing::warn!(%error, call_id, gateway_id, "tool call not acknowledged");
                     }
                 });

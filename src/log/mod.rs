@@ -150,7 +150,10 @@ struct Inner {
     /// writer at a time: writers of different sessions queue here instead
     /// of sleeping in SQLite's busy handler. `None` for PostgreSQL.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
-    committer: Option<mpsc::Sender<writer::Job>>,
+    /// SQLite: the [`writer::committer`]'s queue. Only the session writers
+    /// hold it, so that the committer ends with the last of them once the
+    /// server shuts down.
+    committer: Option<mpsc::WeakSender<writer::Job>>,
     /// The committer's own connection, closed at shutdown.
     writer: Option<DatabaseConnection>,
     settings: Settings,
@@ -165,9 +168,6 @@ struct Inner {
 
 /// One session's writer queue, tail and subscribers.
 struct SessionLog {
-    /// SQLite: where this session's groups are committed, together with
-    /// other sessions' ([`writer::committer`]).
-    committer: Option<mpsc::Sender<writer::Job>>,
     id: SessionId,
     /// The session's owner (it never changes), for access checks that
     /// need no query.
@@ -179,6 +179,8 @@ struct SessionLog {
     /// Shared by every session ([`Inner::catch_up_reads`]).
     catch_up_reads: Arc<Semaphore>,
     tasks: TaskTracker,
+    /// Ends catch-ups at shutdown.
+    shutdown: CancellationToken,
 }
 
 struct State {
@@ -267,13 +269,12 @@ impl EventLog {
     ) -> Self {
         let write_gate: Option<Arc<tokio::sync::Mutex<()>>> =
             (db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite).then(Arc::default);
-        // Not tracked: it serves the session writers until the last of them
-        // is gone, and ends when the log is dropped.
         let committer = write_gate.clone().map(|gate| {
             let (tx, rx) = mpsc::channel(4096);
             let writer = writer.clone().unwrap_or_else(|| db.clone());
-            tokio::spawn(writer::committer(writer, gate, rx));
-            tx
+            let weak = tx.downgrade();
+            tasks.spawn(writer::committer(writer, gate, rx, tx, shutdown.clone()));
+            weak
         });
         let log = Self {
             inner: Arc::new(Inner {
@@ -470,7 +471,6 @@ impl EventLog {
         }
         let (tx, rx) = mpsc::channel(1024);
         let log = Arc::new(SessionLog {
-            committer: self.inner.committer.clone(),
             id: id.clone(),
             owner,
             db: self.inner.db.clone(),
@@ -483,11 +483,19 @@ impl EventLog {
             }),
             catch_up_reads: self.inner.catch_up_reads.clone(),
             tasks: self.inner.tasks.clone(),
+            shutdown: self.inner.shutdown.clone(),
         });
         sessions.insert(id.clone(), log.clone());
-        self.inner
-            .tasks
-            .spawn(writer::run(self.inner.clone(), log.clone(), rx));
+        // SQLite: where this session's groups are committed, together with
+        // other sessions'. Once the committer has ended (at shutdown) no
+        // writer starts, and appends are refused as by a writer that ended.
+        match self.inner.committer.as_ref().map(mpsc::WeakSender::upgrade) {
+            Some(None) => {}
+            committer => {
+                let writer = writer::run(self.inner.clone(), log.clone(), rx, committer.flatten());
+                self.inner.tasks.spawn(writer);
+            }
+        }
         Ok(log)
     }
 }

@@ -161,22 +161,19 @@ impl Sink {
     /// Tells the subscriber it was dropped for lagging, as soon as its
     /// buffer has room (it is full when this is decided), for at most two
     /// minutes.
-    pub fn send_lagged(&self, session_id: &str, last_seq: i64) {
+    pub async fn send_lagged(&self, session_id: &str, last_seq: i64) {
         let Sink::Socket(socket) = self else {
             return;
         };
-        let socket = socket.clone();
         let notice = serde_json::json!({ "session_id": session_id, "last_seq": last_seq });
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + LAGGED_NOTICE_WINDOW;
-            while tokio::time::Instant::now() < deadline {
-                match socket.emit("session:lagged", &notice) {
-                    Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                        let _ = tokio::time::timeout_at(deadline, socket.writable()).await;
-                    }
-                    _ => return,
+        let deadline = tokio::time::Instant::now() + LAGGED_NOTICE_WINDOW;
+        while tokio::time::Instant::now() < deadline {
+            match socket.emit("session:lagged", &notice) {
+                Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                    let _ = tokio::time::timeout_at(deadline, socket.writable()).await;
                 }
+                _ => return,
             }
-        });
+        }
     }
 }

@@ -571,3 +571,31 @@ pub async fn prune_older_than(
     txn.commit().await?;
     Ok(deleted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_split_into_the_fixed_sizes_largest_first() {
+        assert_eq!(fixed_chunks(0).count(), 0);
+        assert_eq!(fixed_chunks(1).collect::<Vec<_>>(), [1]);
+        assert_eq!(fixed_chunks(257).collect::<Vec<_>>(), [256, 1]);
+        assert_eq!(
+            fixed_chunks(600).collect::<Vec<_>>(),
+            [256, 256, 64, 16, 4, 4]
+        );
+        for n in 0..1000 {
+            assert_eq!(fixed_chunks(n).sum::<usize>(), n);
+        }
+    }
+
+    #[test]
+    fn a_page_keeps_what_fits_in_its_bytes_but_at_least_one() {
+        assert_eq!(fitting([10, 10, 10], 25), 2);
+        assert_eq!(fitting([10, 10, 10], 30), 3);
+        assert_eq!(fitting([100, 1], 10), 1, "the first always fits");
+        assert_eq!(fitting([], 10), 0);
+        assert_eq!(fitting([-5, 10], 10), 2, "a negative size counts as none");
+    }
+}

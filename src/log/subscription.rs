@@ -128,8 +128,9 @@ impl SessionLog {
         cancelled: Arc<AtomicBool>,
         cursor: Seq,
     ) {
+        let catching_up = catch_up(self.clone(), id, sink, cancelled, cursor);
         self.tasks
-            .spawn(catch_up(self.clone(), id, sink, cancelled, cursor));
+            .spawn(self.shutdown.clone().run_until_cancelled_owned(catching_up));
     }
 }
 
@@ -248,39 +249,60 @@ async fn next_page<'a>(
 /// Delivers everything after `cursor` to one subscriber, a page at a time,
 /// then makes it live. While its sink is full it keeps only a little of
 /// the page it was delivering ([`KEPT_WHILE_FULL`]) and no read permit.
+/// A subscriber that lags is dropped, then told so as soon as it has room.
+/// Runs until the server shuts down at the latest
+/// ([`SessionLog::spawn_catch_up`]).
 async fn catch_up(
     log: Arc<SessionLog>,
     id: SinkId,
     sink: Sink,
     cancelled: Arc<AtomicBool>,
-    mut cursor: Seq,
+    cursor: Seq,
 ) {
+    let Some(last_seq) = deliver(&log, &id, &sink, &cancelled, cursor).await else {
+        return;
+    };
+    if drop_lagging(&log, &id, &cancelled, last_seq) {
+        let session_id = log.id.clone();
+        drop(log);
+        sink.send_lagged(session_id.as_str(), last_seq).await;
+    }
+}
+
+/// The delivery part of [`catch_up`]: `Some(cursor)` when the subscriber
+/// lags behind `cursor + 1` (its sink stayed full for `lag_timeout`, or
+/// what follows was pruned meanwhile), `None` when it is live or gone.
+async fn deliver(
+    log: &SessionLog,
+    id: &SinkId,
+    sink: &Sink,
+    cancelled: &Arc<AtomicBool>,
+    mut cursor: Seq,
+) -> Option<Seq> {
     let mut stall = Stall::default();
     // Read but not yet delivered: the sink was full.
     let mut held: VecDeque<Arc<Committed>> = VecDeque::new();
     loop {
         if cancelled.load(Ordering::SeqCst) {
-            return;
+            return None;
         }
         let handed = if let Some(next) = held.front() {
-            if !stall.wait(&sink, next, log.settings.lag_timeout).await {
-                drop_lagging(&log, &id, &sink, &cancelled, cursor);
-                return;
+            if !stall.wait(sink, next, log.settings.lag_timeout).await {
+                return Some(cursor);
             }
-            hand_over(&sink, &mut held, &mut cursor, &cancelled)
+            hand_over(sink, &mut held, &mut cursor, cancelled)
         } else {
-            let (page, permit) = match next_page(&log, &id, &cancelled, cursor).await {
-                Next::Live => return,
+            let (page, permit) = match next_page(log, id, cancelled, cursor).await {
+                Next::Live => return None,
                 Next::Retry => continue,
                 Next::Page(page, permit) => (page, permit),
             };
             if page.first().is_none_or(|e| e.seq != cursor + 1) {
                 // What comes next was pruned while this subscriber was behind.
-                drop_lagging(&log, &id, &sink, &cancelled, cursor);
-                return;
+                return Some(cursor);
             }
             let mut page = VecDeque::from(page);
-            let handed = hand_over(&sink, &mut page, &mut cursor, &cancelled);
+            let handed = hand_over(sink, &mut page, &mut cursor, cancelled);
             if let (Handed::Full, _) = handed {
                 let kept = store::fitting(
                     page.iter().map(|e| e.size() as i64),
@@ -299,24 +321,21 @@ async fn catch_up(
                 }
             }
             (Handed::Closed, _) => {
-                log.remove(&id, Some(&cancelled));
-                return;
+                log.remove(id, Some(cancelled));
+                return None;
             }
-            (Handed::Cancelled, _) => return,
+            (Handed::Cancelled, _) => return None,
         }
     }
 }
 
-fn drop_lagging(
-    log: &SessionLog,
-    id: &SinkId,
-    sink: &Sink,
-    cancelled: &Arc<AtomicBool>,
-    last_seq: Seq,
-) {
-    if log.remove(id, Some(cancelled)) {
+/// Removes a lagging subscriber; false when it was removed or replaced
+/// meanwhile.
+fn drop_lagging(log: &SessionLog, id: &SinkId, cancelled: &Arc<AtomicBool>, last_seq: Seq) -> bool {
+    let removed = log.remove(id, Some(cancelled));
+    if removed {
         metrics::counter!(crate::metrics::LAGGING_DROPS).increment(1);
         tracing::info!(session_id = %log.id, ?id, last_seq, "subscriber dropped for lagging");
-        sink.send_lagged(log.id.as_str(), last_seq);
     }
+    removed
 }

@@ -17,10 +17,12 @@ const MAX_GROUP_EVENTS: usize = 10_000;
 /// A writer with nothing to do and no subscribers retires after this long.
 const IDLE: Duration = Duration::from_secs(60);
 
+/// `committer`: on SQLite, where this session's groups are committed.
 pub(super) async fn run(
     inner: Arc<Inner>,
     log: Arc<SessionLog>,
     mut rx: mpsc::Receiver<AppendRequest>,
+    committer: Option<mpsc::Sender<Job>>,
 ) {
     loop {
         let first = tokio::select! {
@@ -55,18 +57,22 @@ pub(super) async fn run(
                     Err(_) => break,
                 }
             }
-            commit(&log, batch).await;
+            commit(&log, committer.as_ref(), batch).await;
         }
     }
 }
 
-async fn commit(log: &Arc<SessionLog>, mut batch: Vec<AppendRequest>) {
+async fn commit(
+    log: &Arc<SessionLog>,
+    committer: Option<&mpsc::Sender<Job>>,
+    mut batch: Vec<AppendRequest>,
+) {
     let requests: Vec<_> = batch
         .iter_mut()
         .map(|r| std::mem::take(&mut r.events))
         .collect();
     let effect = batch.first_mut().and_then(|r| r.effect.take());
-    let result = match &log.committer {
+    let result = match committer {
         Some(committer) => {
             let (reply, answer) = oneshot::channel();
             let job = Job {
@@ -133,12 +139,28 @@ pub(super) struct Job {
 /// waiting — of any session — in one transaction. Should that transaction
 /// fail, each group is retried in a transaction of its own, so that a
 /// failing group fails only its own requests.
+///
+/// It holds its own queue's sender (`keep_open`) until `shutdown`, then
+/// ends once every session writer has ended and their groups are committed.
 pub(super) async fn committer(
     db: DatabaseConnection,
     gate: Arc<tokio::sync::Mutex<()>>,
     mut rx: mpsc::Receiver<Job>,
+    keep_open: mpsc::Sender<Job>,
+    shutdown: CancellationToken,
 ) {
-    while let Some(first) = rx.recv().await {
+    let mut keep_open = Some(keep_open);
+    loop {
+        let first = tokio::select! {
+            job = rx.recv() => match job {
+                Some(job) => job,
+                None => return,
+            },
+            () = shutdown.cancelled(), if keep_open.is_some() => {
+                keep_open = None;
+                continue;
+            }
+        };
         let mut queued: usize = first.requests.iter().map(Vec::len).sum();
         let mut jobs = vec![first];
         while queued < MAX_GROUP_EVENTS {

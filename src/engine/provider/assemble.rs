@@ -289,4 +289,41 @@ mod tests {
             ProviderError::Incomplete
         );
     }
+
+    #[test]
+    fn a_call_without_an_id_gets_one_and_a_call_without_a_name_is_malformed() {
+        let events = run(&[
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"a","arguments":"{}"}}]}}]}"#,
+            "[DONE]",
+        ])
+        .unwrap();
+        assert!(matches!(&events[0], ProviderEvent::ToolCall(c) if c.id == "call_0"));
+        assert!(matches!(
+            run(&[
+                r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c","function":{"arguments":"{}"}}]}}]}"#,
+                "[DONE]",
+            ])
+            .unwrap_err(),
+            ProviderError::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn done_without_a_finish_reason_stops_and_only_the_first_choice_counts() {
+        let events = run(&[
+            r#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}"#,
+            "[DONE]",
+        ])
+        .unwrap();
+        assert_eq!(
+            events,
+            [
+                ProviderEvent::TextDelta("a".into()),
+                ProviderEvent::Finished {
+                    reason: "stop".into(),
+                    usage: None
+                },
+            ]
+        );
+    }
 }

@@ -10,7 +10,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use super::assemble::Assembler;
-use super::{ChatMessage, ChatRequest, Provider, ProviderError, ProviderStream, ToolSpec};
+use super::{
+    ChatMessage, ChatRequest, Provider, ProviderError, ProviderEvent, ProviderStream, ToolSpec,
+};
 
 pub struct OpenAi {
     http: reqwest::Client,
@@ -97,104 +99,55 @@ impl Provider for OpenAi {
         if let Some(key) = &self.api_key {
             http = http.bearer_auth(key.expose_secret());
         }
-        let idle = self.idle_timeout;
-        let stream = async_stream(http, idle);
-        Box::pin(stream)
+        Box::pin(events(http, self.idle_timeout))
     }
 }
 
-/// The request, then its events, as one stream.
-fn async_stream(
+/// The request, then its events, as one stream: text deltas as they come,
+/// then the assembled tool calls and the finish; the first error ends it.
+/// Waiting for the response or for the next event past `idle` is an error.
+fn events(
     http: reqwest::RequestBuilder,
     idle: Duration,
-) -> impl futures_util::Stream<Item = Result<super::ProviderEvent, ProviderError>> + Send {
-    enum State {
-        Start(reqwest::RequestBuilder),
-        Reading(
-            Box<
-                dyn futures_util::Stream<Item = Result<eventsource_stream::Event, String>>
-                    + Send
-                    + Unpin,
-            >,
-            Assembler,
-        ),
-        Done,
-    }
-    futures_util::stream::unfold(State::Start(http), move |state| async move {
-        let (mut events, mut assembler) = match state {
-            State::Done => return None,
-            State::Start(http) => {
-                let response = match tokio::time::timeout(idle, http.send()).await {
-                    Err(_) => return Some((vec![Err(ProviderError::Idle(idle))], State::Done)),
-                    Ok(Err(e)) => {
-                        return Some((
-                            vec![Err(ProviderError::Connect(e.to_string()))],
-                            State::Done,
-                        ));
-                    }
-                    Ok(Ok(response)) => response,
-                };
-                let status = response.status();
-                if !status.is_success() {
-                    let body = response.text().await.unwrap_or_default();
-                    let body: String = body.chars().take(500).collect();
-                    return Some((
-                        vec![Err(ProviderError::Http {
-                            status: status.as_u16(),
-                            body,
-                        })],
-                        State::Done,
-                    ));
-                }
-                let events = response
-                    .bytes_stream()
-                    .eventsource()
-                    .map(|r| r.map_err(|e| e.to_string()));
-                (
-                    Box::new(events)
-                        as Box<
-                            dyn futures_util::Stream<
-                                    Item = Result<eventsource_stream::Event, String>,
-                                > + Send
-                                + Unpin,
-                        >,
-                    Assembler::default(),
-                )
+) -> impl futures_util::Stream<Item = Result<ProviderEvent, ProviderError>> + Send {
+    async_stream::try_stream! {
+        let response = tokio::time::timeout(idle, http.send())
+            .await
+            .map_err(|_| ProviderError::Idle(idle))?
+            .map_err(|e| ProviderError::Connect(e.to_string()))?;
+        let mut events = successful(response)
+            .await?
+            .bytes_stream()
+            .eventsource();
+        let mut assembler = Assembler::default();
+        while let Some(event) = tokio::time::timeout(idle, events.next())
+            .await
+            .map_err(|_| ProviderError::Idle(idle))?
+        {
+            let event = event.map_err(|e| ProviderError::Malformed(e.to_string()))?;
+            for delta in assembler.push(&event.data)? {
+                yield delta;
             }
-            State::Reading(events, assembler) => (events, assembler),
-        };
-        loop {
-            match tokio::time::timeout(idle, events.next()).await {
-                Err(_) => return Some((vec![Err(ProviderError::Idle(idle))], State::Done)),
-                Ok(Some(Err(e))) => {
-                    return Some((vec![Err(ProviderError::Malformed(e))], State::Done));
-                }
-                Ok(Some(Ok(event))) => match assembler.push(&event.data) {
-                    Err(e) => return Some((vec![Err(e)], State::Done)),
-                    Ok(_) if assembler.is_done() => {
-                        let out = match assembler.finish() {
-                            Ok(out) => out.into_iter().map(Ok).collect(),
-                            Err(e) => vec![Err(e)],
-                        };
-                        return Some((out, State::Done));
-                    }
-                    Ok(out) if out.is_empty() => continue,
-                    Ok(out) => {
-                        return Some((
-                            out.into_iter().map(Ok).collect(),
-                            State::Reading(events, assembler),
-                        ));
-                    }
-                },
-                Ok(None) => {
-                    let out = match assembler.finish() {
-                        Ok(out) => out.into_iter().map(Ok).collect(),
-                        Err(e) => vec![Err(e)],
-                    };
-                    return Some((out, State::Done));
-                }
+            if assembler.is_done() {
+                break;
             }
         }
+        for end in assembler.finish()? {
+            yield end;
+        }
+    }
+}
+
+/// The response when its status is a success; otherwise the status and the
+/// start of the body, as an error.
+async fn successful(response: reqwest::Response) -> Result<reqwest::Response, ProviderError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.text().await.unwrap_or_default();
+    Err(ProviderError::Http {
+        status: status.as_u16(),
+        body: body.chars().take(500).collect(),
     })
-    .flat_map(futures_util::stream::iter)
 }

@@ -166,7 +166,7 @@ pub(super) async fn run(inner: Arc<Inner>, session: &SessionId, entry: &Entry) {
             status: Status::Running,
         })),
     };
-    let mut steps = tokio::spawn(step::steps(turn.clone()));
+    let mut steps = inner.tasks.spawn(step::steps(turn.clone()));
     let heartbeat = inner.settings.heartbeat;
     let outcome = loop {
         let quiet_until = turn.progress().last_sent + heartbeat;

@@ -139,3 +139,23 @@ impl Drop for Forget<'_> {
         self.0.forget_waker(self.1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approval_outranks_a_question_which_outranks_a_gateway() {
+        let status = |open: &[(bool, Target)]| waiting_status(open.iter().copied());
+        assert_eq!(status(&[]), Status::Running);
+        assert_eq!(status(&[(false, Target::Gateway)]), Status::AwaitingTool);
+        assert_eq!(
+            status(&[(false, Target::Gateway), (false, Target::User)]),
+            Status::AwaitingInput
+        );
+        assert_eq!(
+            status(&[(false, Target::User), (true, Target::Gateway)]),
+            Status::AwaitingApproval
+        );
+    }
+}
