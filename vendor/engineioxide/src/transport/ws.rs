@@ -250,6 +250,13 @@ where
 /// Forwards all packets waiting to be sent to the websocket
 ///
 /// The websocket stream is flushed only when the internal channel is drained
+///
+/// A client that stops reading (its TCP window full) does not hold the task
+/// forever: once the session is closed, the task gets [`CLOSE_GRACE`] to
+/// write what is buffered (the close packet among it), then as long again
+/// for its closing flush, and stops. Before, a write the client never read
+/// kept the task, its connection and the session's `internal_rx` lock (so
+/// [`Socket::closed`], and with it the server's `close`, never returned).
 async fn forward_to_socket<H: EngineIoHandler, S>(
     socket: Arc<Socket<H::Data>>,
     mut tx: SplitSink<WebSocketStream<S>, Message>,
@@ -306,50 +313,75 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         }
 
     // Forward buffered packets until the channel is closed or the session is cancelled.
-    loop {
-        tokio::select! {
-            biased;
-            items = buffered_rx.recv() => {
-                match items {
-                    Some(packets) => {
-                        socket.buffered_bytes.remove(&packets);
-                        for item in packets {
-                            map_fn!(item);
-                        }
-                        while let Ok(packets) = buffered_rx.try_recv() {
+    let forward = async {
+        loop {
+            tokio::select! {
+                biased;
+                items = buffered_rx.recv() => {
+                    match items {
+                        Some(packets) => {
                             socket.buffered_bytes.remove(&packets);
                             for item in packets {
                                 map_fn!(item);
                             }
+                            while let Ok(packets) = buffered_rx.try_recv() {
+                                socket.buffered_bytes.remove(&packets);
+                                for item in packets {
+                                    map_fn!(item);
+                                }
+                            }
+                        }
+                        None => break
+                    }
+                }
+                _ = socket.cancellation_token.cancelled() => break,
+                Ok(()) = volatile_rx.changed() => {
+                    let val = volatile_rx.borrow_and_update().clone();
+                    if let Some(packets) = val {
+                        #[cfg(feature = "tracing")]
+                        tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
+                        for item in packets {
+                            map_fn!(item);
                         }
                     }
-                    None => break
-                }
+                },
             }
-            _ = socket.cancellation_token.cancelled() => break,
-            Ok(()) = volatile_rx.changed() => {
-                let val = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = val {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    for item in packets {
-                        map_fn!(item);
-                    }
-                }
-            },
-        }
 
-        #[cfg(feature = "tracing")]
-        tracing::trace!(sid = %socket.id, "ws flush");
-        tx.flush().await.ok();
+            #[cfg(feature = "tracing")]
+            tracing::trace!(sid = %socket.id, "ws flush");
+            tx.flush().await.ok();
+        }
+    };
+    let grace_after_close = async {
+        socket.cancellation_token.cancelled().await;
+        tokio::time::sleep(CLOSE_GRACE).await;
+    };
+    tokio::select! {
+        () = forward => {}
+        () = grace_after_close => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = %socket.id, "ws writer stopped mid-write: the client reads nothing");
+            return;
+        }
     }
 
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = %socket.id, "ws closing flush");
 
-    tx.flush().await.ok();
-    tx.close().await.ok();
+    let closing = async {
+        tx.flush().await.ok();
+        tx.close().await.ok();
+    };
+    if tokio::time::timeout(CLOSE_GRACE, closing).await.is_err() {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(sid = %socket.id, "ws closing flush timed out: the client reads nothing");
+    }
 }
+
+/// How long a closed session's websocket writer may still take to write
+/// what is buffered, and then to flush and close (see [`forward_to_socket`]).
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
 async fn init_handshake<S>(
     sid: Sid,
