@@ -62,15 +62,17 @@ impl Application {
     ) -> anyhow::Result<Self> {
         if !config.auth.any_method() && !config.auth.disabled && !config.dev {
             anyhow::bail!(
-                "no authentication is configured: set SWITCHBOARD_API_TOKENS, \
-                 SWITCHBOARD_JWT_SECRET or SWITCHBOARD_JWT_PUBLIC_KEY, \
-                 or SWITCHBOARD_AUTH_DISABLED=1 for local development only \
+                "no authentication is configured: set --api-tokens, --jwt-secret or \
+                 --jwt-public-key (or SWITCHBOARD_API_TOKENS, SWITCHBOARD_JWT_SECRET, \
+                 SWITCHBOARD_JWT_PUBLIC_KEY), or --auth-disabled \
+                 (SWITCHBOARD_AUTH_DISABLED=1) for local development only \
                  (or run `switchboard serve --dev`)"
             );
         }
         if config.auth.disabled {
             tracing::warn!(
-                "AUTHENTICATION IS DISABLED (SWITCHBOARD_AUTH_DISABLED=1): every connection is \
+                "AUTHENTICATION IS DISABLED (--auth-disabled or SWITCHBOARD_AUTH_DISABLED): every \
+                 connection is \
                  user `anonymous` and anyone who can reach {} can read and drive every session. \
                  Never use this outside local development.",
                 config.bind
@@ -207,8 +209,19 @@ impl Application {
                 state.engine.shutdown(state.config.shutdown_timeout).await;
                 state.shutdown.cancel();
                 tokio::task::yield_now().await;
-                io.close().await;
-                tracing::info!("all Socket.IO connections closed");
+                // A client that reads nothing never lets its close frame out:
+                // closing waits for each socket, so it is bounded too.
+                if tokio::time::timeout(state.config.shutdown_timeout, io.close())
+                    .await
+                    .is_ok()
+                {
+                    tracing::info!("all Socket.IO connections closed");
+                } else {
+                    tracing::warn!(
+                        timeout = ?state.config.shutdown_timeout,
+                        "Socket.IO connections still closing at the shutdown timeout were dropped"
+                    );
+                }
                 if tokio::time::timeout(state.config.shutdown_timeout, &mut server)
                     .await
                     .is_err()

@@ -307,7 +307,7 @@ impl TestServer {
         nix::sys::signal::kill(pid, signal).expect("signal");
         tokio::time::timeout(WAIT, self.child.wait())
             .await
-            .expect("exit in time")
+            .unwrap_or_else(|_| panic!("no exit in {WAIT:?} after {signal}:\n{}", self.logs.text()))
             .expect("wait")
     }
 
