@@ -174,3 +174,80 @@ fn check_arguments(tool: &Tool, raw: &str, arguments: &Value) -> Result<(), Stri
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::engine::registration::{ToolDef, admit_tools};
+
+    /// Checks `raw` as the model's arguments, read the way a step reads them.
+    fn check(tool: &Tool, raw: &str) -> Result<(), String> {
+        check_arguments(tool, raw, &arguments_value(raw))
+    }
+
+    fn gateway_tool(schema: &str) -> Arc<Tool> {
+        let def = ToolDef {
+            name: "run_tests".to_owned(),
+            description: "Runs the test suite.".to_owned(),
+            parameters: RawValue::from_string(schema.to_owned()).expect("JSON"),
+            requires_approval: false,
+        };
+        admit_tools(vec![def]).expect("a valid schema").remove(0)
+    }
+
+    #[test]
+    fn arguments_that_fit_the_schema_pass() {
+        let ask = Tool::ask_user();
+        assert_eq!(check(&ask, r#"{"questions":["Which branch?"]}"#), Ok(()));
+    }
+
+    #[test]
+    fn arguments_that_are_not_json_ask_the_model_to_call_again() {
+        let why = check(&Tool::ask_user(), r#"{"questions": ["Which"#).unwrap_err();
+        assert_eq!(
+            why,
+            "the arguments are not valid JSON; call ask_user_questions again with a JSON object"
+        );
+    }
+
+    #[test]
+    fn arguments_that_miss_the_schema_name_where_they_are_wrong() {
+        let why = check(&Tool::ask_user(), r#"{"questions":[""]}"#).unwrap_err();
+        assert!(
+            why.starts_with("the arguments do not match the parameters of ask_user_questions: "),
+            "{why}"
+        );
+        assert!(why.contains("/questions/0"), "the path is named: {why}");
+        assert!(
+            why.ends_with("; call it again with valid arguments"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn no_arguments_are_checked_as_an_empty_object() {
+        // Models send "" for a tool without parameters.
+        let open = gateway_tool(r#"{"type":"object","properties":{}}"#);
+        assert_eq!(check(&open, ""), Ok(()));
+        assert_eq!(check(&open, "  \n"), Ok(()));
+        // …and a tool that needs some says which.
+        let why = check(&Tool::ask_user(), "").unwrap_err();
+        assert!(
+            why.contains(r#""questions" is a required property"#),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_json_value_that_is_not_an_object_is_checked_as_given() {
+        let tool = gateway_tool(r#"{"type":"object"}"#);
+        let why = check(&tool, "[1, 2]").unwrap_err();
+        assert!(
+            why.starts_with("the arguments do not match the parameters of run_tests"),
+            "{why}"
+        );
+        assert_eq!(check(&tool, r#"{"filter": "api"}"#), Ok(()));
+    }
+}
