@@ -64,11 +64,8 @@ async fn a_bad_address_names_the_flag_or_the_variable_it_came_from() {
     );
 
     let builder = ServerBuilder::with_auth();
-    let file = builder.dir().join("sb.toml");
-    std::fs::write(&file, "bind = \"nowhere\"\n").unwrap();
-    let (ok, _, stderr) = builder
-        .run(&["serve", "--config", &file.display().to_string()])
-        .await;
+    let file = config_file(&builder, "bind = \"nowhere\"\n");
+    let (ok, _, stderr) = builder.run(&["serve", "--config", &file]).await;
     assert!(!ok);
     let line = failure_line(&stderr);
     assert!(
@@ -80,11 +77,8 @@ async fn a_bad_address_names_the_flag_or_the_variable_it_came_from() {
 #[tokio::test]
 async fn a_bad_toml_key_is_named_once() {
     let builder = ServerBuilder::with_auth();
-    let file = builder.dir().join("sb.toml");
-    std::fs::write(&file, "tool_timout = \"5s\"\n").unwrap();
-    let (ok, _, stderr) = builder
-        .run(&["serve", "--config", &file.display().to_string()])
-        .await;
+    let file = config_file(&builder, "tool_timout = \"5s\"\n");
+    let (ok, _, stderr) = builder.run(&["serve", "--config", &file]).await;
     assert!(!ok);
     let line = failure_line(&stderr);
     assert_eq!(line.matches("tool_timout").count(), 1, "{line}");
@@ -213,13 +207,8 @@ async fn the_tool_timeout_is_a_duration_and_the_milliseconds_name_still_works() 
     );
 
     let builder = ServerBuilder::with_auth();
-    let file = builder.dir().join("sb.toml");
-    std::fs::write(&file, "tool_timeout = \"90s\"\n").unwrap();
-    let _server = builder
-        .arg("--config")
-        .arg(&file.display().to_string())
-        .spawn()
-        .await;
+    let file = config_file(&builder, "tool_timeout = \"90s\"\n");
+    let _server = builder.arg("--config").arg(&file).spawn().await;
 
     let (ok, _, stderr) = ServerBuilder::with_auth()
         .env("SWITCHBOARD_TOOL_TIMEOUT", "120")
@@ -313,4 +302,11 @@ async fn the_help_shows_what_the_readme_says_it_shows() {
         rows += 1;
     }
     assert!(rows > 20, "the README's settings tables have {rows} rows");
+}
+
+/// Writes `toml` to `sb.toml` in the server's directory; its path.
+fn config_file(builder: &ServerBuilder, toml: &str) -> String {
+    let file = builder.dir().join("sb.toml");
+    std::fs::write(&file, toml).expect("write sb.toml");
+    file.display().to_string()
 }
