@@ -81,8 +81,16 @@ fn the_documents_do_not_point_outside_the_repository() {
 #[test]
 fn every_printed_gateway_command_names_the_server_and_builds_in_release_mode() {
     let mut files = documents();
-    for entry in std::fs::read_dir(root().join("console/src")).expect("console/src") {
-        files.push(entry.expect("console/src entry").path());
+    let mut dirs = vec![root().join("console/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("console/src") {
+            let path = entry.expect("console/src entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
     }
     let mut found = 0;
     for file in files {
