@@ -19,7 +19,7 @@ use ts_rs::TS;
 pub use entity::states::{MessageStatus, Role, RunReason, SessionStatus, Target};
 
 use crate::engine::provider::Usage;
-use crate::ids::{MessageId, RunId};
+use crate::ids::{CallId, MessageId, RunId};
 
 /// The longest producer-defined type name (`x.…`), in bytes.
 pub const MAX_X_TYPE_BYTES: usize = 128;
@@ -178,7 +178,7 @@ pub struct MessageCompleted {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(deny_unknown_fields)]
 pub struct ToolCall {
-    pub call_id: String,
+    pub call_id: CallId,
     pub name: String,
     pub arguments: Value,
     pub target: Target,
@@ -187,7 +187,7 @@ pub struct ToolCall {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(deny_unknown_fields)]
 pub struct ToolApprovalRequested {
-    pub call_id: String,
+    pub call_id: CallId,
     pub name: String,
     pub arguments: Value,
 }
@@ -218,7 +218,7 @@ impl ResultStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(deny_unknown_fields)]
 pub struct ToolResult {
-    pub call_id: String,
+    pub call_id: CallId,
     pub status: ResultStatus,
     pub output: Value,
 }
@@ -420,7 +420,7 @@ mod tests {
             r#"{"reason":"stopped","run_id":"0192f4c3-5b7a-7cc0-8f00-000000000001"}"#
         );
         let (_, data) = Event::from(ToolResult {
-            call_id: "c".into(),
+            call_id: CallId::from_model("c".into()),
             status: ResultStatus::Success,
             output: json!({ "b": 1, "a": 2 }),
         })

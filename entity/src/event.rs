@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-use crate::ids::{RunId, SessionId};
+use crate::ids::{RunId, Seq, SessionId};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "events")]
@@ -8,7 +8,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub session_id: SessionId,
     #[sea_orm(primary_key, auto_increment = false)]
-    pub seq: i64,
+    pub seq: Seq,
     #[sea_orm(column_name = "type")]
     pub kind: String,
     pub run_id: Option<RunId>,

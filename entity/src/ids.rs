@@ -2,7 +2,8 @@
 //! runs and messages are UUID v7 strings (time-ordered, so ordering by id
 //! is ordering by creation); a tool call keeps the id the model gave it
 //! (made unique when it is not). Each is stored as text
-//! (`DeriveValueType`) and sent as a string.
+//! (`DeriveValueType`) and sent as a string. A [`Seq`], an event's place
+//! in its session's log, is stored and sent as a number.
 
 use std::fmt;
 
@@ -82,6 +83,80 @@ uuid_id!(
     /// A message of a conversation.
     MessageId
 );
+text_id!(
+    /// A tool call: the id the model gave it, or a new `call_…` id when
+    /// that one was empty or already taken.
+    CallId
+);
+
+impl CallId {
+    /// The id a model gave a call, kept when no other call has it.
+    pub fn from_model(text: String) -> Self {
+        Self(text)
+    }
+
+    /// A new id, for a call whose own id cannot be kept.
+    pub fn generate() -> Self {
+        Self(format!("call_{}", uuid::Uuid::now_v7().simple()))
+    }
+}
+
+/// A position in a session's event log: the first event is 1, and every
+/// event is exactly one more than the one before it; 0 is the position
+/// before the first event (an empty log's head).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    DeriveValueType,
+    TS,
+)]
+#[serde(transparent)]
+pub struct Seq(i64);
+
+impl Seq {
+    /// Before the first event.
+    pub const ZERO: Seq = Seq(0);
+
+    /// The seq numbered `seq` (a stored one, or a client's cursor).
+    pub const fn new(seq: i64) -> Self {
+        Self(seq)
+    }
+
+    /// Its number.
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+
+    /// The seq after this one.
+    pub const fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+
+    /// The seq before this one.
+    pub const fn prev(self) -> Self {
+        Self(self.0 - 1)
+    }
+
+    /// The first of the `count` seqs that end with this one (this one when
+    /// `count` is 1).
+    pub const fn first_of_last(self, count: i64) -> Self {
+        Self(self.0 - count + 1)
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -92,5 +167,32 @@ mod tests {
         assert!(SessionId::parse("nope").is_none());
         let id = SessionId::parse("0192F4C3-5B7A-7CC0-8F00-000000000001").unwrap();
         assert_eq!(id.as_str(), "0192f4c3-5b7a-7cc0-8f00-000000000001");
+    }
+
+    #[test]
+    fn a_seq_is_a_plain_number_on_the_wire() {
+        let seq = Seq::ZERO.next().next();
+        assert_eq!(serde_json::to_string(&seq).unwrap(), "2");
+        assert_eq!(serde_json::from_str::<Seq>("2").unwrap(), seq);
+        let err = serde_json::from_str::<Seq>(r#""x""#).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid type: string \"x\", expected i64")
+        );
+        assert_eq!(seq.to_string(), "2");
+        assert_eq!(Seq::new(10).first_of_last(3), Seq::new(8));
+    }
+
+    #[test]
+    fn a_call_id_is_a_plain_string_on_the_wire() {
+        let id: CallId = serde_json::from_str(r#""call_1""#).unwrap();
+        assert_eq!(id, CallId::from_model("call_1".into()));
+        assert_eq!(serde_json::to_string(&id).unwrap(), r#""call_1""#);
+        let err = serde_json::from_str::<CallId>("1").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid type: integer `1`, expected a string")
+        );
+        assert!(CallId::generate().as_str().starts_with("call_"));
     }
 }

@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-use crate::ids::{MessageId, RunId, SessionId};
+use crate::ids::{CallId, MessageId, RunId, Seq, SessionId};
 
 use crate::states::{MessageStatus, Role};
 
@@ -15,12 +15,12 @@ pub struct Model {
     pub content: String,
     /// JSON array of OpenAI-style tool calls, as text.
     pub tool_calls: Option<String>,
-    pub tool_call_id: Option<String>,
+    pub tool_call_id: Option<CallId>,
     pub status: MessageStatus,
     pub client_msg_id: Option<String>,
     /// The seq of the log event that made this message final; the
     /// conversation is ordered by it.
-    pub seq: i64,
+    pub seq: Seq,
     pub created_at: DateTimeUtc,
 }
 

@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-use crate::ids::SessionId;
+use crate::ids::{Seq, SessionId};
 
 use crate::states::SessionStatus;
 
@@ -13,9 +13,9 @@ pub struct Model {
     pub title: String,
     pub status: SessionStatus,
     /// Highest `seq` appended to this session's log (0 when empty).
-    pub head_seq: i64,
+    pub head_seq: Seq,
     /// Oldest `seq` still stored (retention prunes below it, never renumbers).
-    pub first_seq: i64,
+    pub first_seq: Seq,
     /// JSON object, as text.
     pub metadata: String,
     pub created_at: DateTimeUtc,

@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-use crate::ids::{RunId, SessionId};
+use crate::ids::{CallId, RunId, SessionId};
 
 use crate::states::{CallStatus, Target};
 
@@ -8,7 +8,7 @@ use crate::states::{CallStatus, Target};
 #[sea_orm(table_name = "tool_calls")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
+    pub id: CallId,
     pub session_id: SessionId,
     pub run_id: RunId,
     /// The session owner's user id: only they may answer the call.

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use super::gateways::Target;
 use super::provider::ToolCall;
 use crate::events::ResultStatus;
-use crate::ids::{RunId, SessionId};
+use crate::ids::{CallId, RunId, SessionId};
 
 /// A call's row state ([`CallStatus::OPEN`]: those it can still leave).
 pub use entity::states::CallStatus;
@@ -39,7 +39,7 @@ pub const MAX_REASON_CHARS: usize = 10_000;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayResult {
-    pub call_id: String,
+    pub call_id: CallId,
     pub output: Value,
     #[serde(default)]
     pub is_error: bool,
@@ -50,7 +50,7 @@ pub struct GatewayResult {
 #[serde(deny_unknown_fields)]
 pub struct UserResult {
     pub session_id: String,
-    pub call_id: String,
+    pub call_id: CallId,
     pub output: Value,
     #[serde(default)]
     pub is_error: bool,
@@ -61,7 +61,7 @@ pub struct UserResult {
 #[serde(deny_unknown_fields)]
 pub struct Approval {
     pub session_id: String,
-    pub call_id: String,
+    pub call_id: CallId,
     pub decision: Decision,
     #[serde(default)]
     pub reason: Option<String>,
@@ -128,10 +128,16 @@ pub struct NewCall<'a> {
     pub outcome: Option<&'a Outcome>,
 }
 
-pub fn row(call: &ToolCall, arguments: &Value, new: NewCall<'_>) -> tool_call::ActiveModel {
+/// The row of call `id`, made by the model as `call`.
+pub fn row(
+    id: &CallId,
+    call: &ToolCall,
+    arguments: &Value,
+    new: NewCall<'_>,
+) -> tool_call::ActiveModel {
     let now = crate::time::now();
     tool_call::ActiveModel {
-        id: Set(call.id.clone()),
+        id: Set(id.clone()),
         session_id: Set(new.session.clone()),
         run_id: Set(new.run_id.clone()),
         owner: Set(new.owner.to_owned()),
@@ -153,12 +159,13 @@ pub fn row(call: &ToolCall, arguments: &Value, new: NewCall<'_>) -> tool_call::A
 /// names one call: an id the model left empty, repeated, or used before
 /// (some servers number calls from `call_0` in every answer) is replaced by
 /// a new one. The conversation sent upstream carries the ids as stored.
+/// Returns each call's id, in order.
 pub async fn make_ids_unique(
     db: &impl ConnectionTrait,
     calls: &mut [ToolCall],
-) -> Result<(), DbErr> {
+) -> Result<Vec<CallId>, DbErr> {
     if calls.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let taken: Vec<String> = tool_call::Entity::find()
         .select_only()
@@ -168,24 +175,26 @@ pub async fn make_ids_unique(
         .all(db)
         .await?;
     let mut seen = std::collections::HashSet::new();
+    let mut ids = Vec::with_capacity(calls.len());
     for call in calls {
         if call.id.is_empty()
             || call.id.len() > 200
             || taken.contains(&call.id)
             || !seen.insert(call.id.clone())
         {
-            call.id = format!("call_{}", uuid::Uuid::now_v7().simple());
+            call.id = CallId::generate().into_string();
             seen.insert(call.id.clone());
         }
+        ids.push(CallId::from_model(call.id.clone()));
     }
-    Ok(())
+    Ok(ids)
 }
 
 /// Moves call `id` from one of `from` to `to` with `output`; `false` when
 /// it was in none of them (someone else moved it first).
 pub async fn claim(
     db: &impl ConnectionTrait,
-    id: &str,
+    id: &CallId,
     from: &[CallStatus],
     to: CallStatus,
     output: &Value,
@@ -199,7 +208,7 @@ pub async fn claim(
             tool_call::Column::UpdatedAt,
             Expr::value(crate::time::now()),
         )
-        .filter(tool_call::Column::Id.eq(id))
+        .filter(tool_call::Column::Id.eq(id.as_str()))
         .filter(tool_call::Column::Status.is_in(from.iter().copied()))
         .exec(db)
         .await?;
@@ -210,7 +219,7 @@ pub async fn claim(
 /// `deadline`.
 pub async fn approve(
     db: &impl ConnectionTrait,
-    id: &str,
+    id: &CallId,
     deadline: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let result = tool_call::Entity::update_many()
@@ -220,7 +229,7 @@ pub async fn approve(
             tool_call::Column::UpdatedAt,
             Expr::value(crate::time::now()),
         )
-        .filter(tool_call::Column::Id.eq(id))
+        .filter(tool_call::Column::Id.eq(id.as_str()))
         .filter(tool_call::Column::Status.eq(CallStatus::AwaitingApproval))
         .exec(db)
         .await?;
@@ -250,17 +259,20 @@ pub async fn mark_sent(
     Ok(update.exec(db).await?.rows_affected == 1)
 }
 
-pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<tool_call::Model>, DbErr> {
-    tool_call::Entity::find_by_id(id).one(db).await
+pub async fn find(
+    db: &impl ConnectionTrait,
+    id: &CallId,
+) -> Result<Option<tool_call::Model>, DbErr> {
+    tool_call::Entity::find_by_id(id.clone()).one(db).await
 }
 
 /// The rows of these calls, oldest first.
 pub async fn load(
     db: &impl ConnectionTrait,
-    ids: &[String],
+    ids: &[CallId],
 ) -> Result<Vec<tool_call::Model>, DbErr> {
     tool_call::Entity::find()
-        .filter(tool_call::Column::Id.is_in(ids.iter().map(String::as_str)))
+        .filter(tool_call::Column::Id.is_in(ids.iter().map(CallId::as_str)))
         .order_by_asc(tool_call::Column::CreatedAt)
         .all(db)
         .await
@@ -284,9 +296,9 @@ pub async fn for_gateways(
 /// one ended: a call answered just before keeps its answer.
 pub async fn cancel_open(
     db: &impl ConnectionTrait,
-    ids: &[String],
+    ids: &[CallId],
     message: &str,
-) -> Result<Vec<(String, Outcome)>, DbErr> {
+) -> Result<Vec<(CallId, Outcome)>, DbErr> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -303,7 +315,7 @@ pub async fn cancel_open(
             tool_call::Column::UpdatedAt,
             Expr::value(crate::time::now()),
         )
-        .filter(tool_call::Column::Id.is_in(ids.iter().map(String::as_str)))
+        .filter(tool_call::Column::Id.is_in(ids.iter().map(CallId::as_str)))
         .filter(tool_call::Column::Status.is_in(CallStatus::OPEN))
         .exec(db)
         .await?;

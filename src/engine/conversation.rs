@@ -9,7 +9,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Que
 use serde_json::{Value, json};
 
 use super::provider::{ChatMessage, ToolCall};
-use crate::ids::SessionId;
+use crate::ids::{CallId, SessionId};
 
 /// The model's arguments as JSON, or as the text it sent when that is not
 /// JSON.
@@ -75,7 +75,10 @@ pub async fn load(
                 content: row.content,
             },
             Role::Tool => ChatMessage::Tool {
-                tool_call_id: row.tool_call_id.unwrap_or_default(),
+                tool_call_id: row
+                    .tool_call_id
+                    .map(CallId::into_string)
+                    .unwrap_or_default(),
                 content: row.content,
             },
         })

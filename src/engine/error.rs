@@ -2,7 +2,7 @@
 //! `agent:stop`) and the tool relay (registrations, results, approvals).
 //! The edges map each variant to its wire code ([`crate::error`]).
 
-use crate::ids::SessionId;
+use crate::ids::{CallId, SessionId};
 use crate::log::{LogError, StoreError};
 use crate::payload::Invalid;
 use crate::rate::Limited;
@@ -51,21 +51,21 @@ pub enum EngineError {
     /// No such tool call (in the session named, when one was).
     #[error("no call {call_id}{}", in_session(.session))]
     NoCall {
-        call_id: String,
+        call_id: CallId,
         session: Option<String>,
     },
     /// A tool call of another user's session.
     #[error("call {0} belongs to another user's session")]
-    NotYourCall(String),
+    NotYourCall(CallId),
     /// A gateway answering a question meant for the user.
     #[error("call {0} is a question to the user: answer it with tool:result on /agent")]
-    QuestionToUser(String),
+    QuestionToUser(CallId),
     /// A user answering a call meant for a gateway.
     #[error("call {0} is for a gateway: answer it on /gateway")]
-    CallForGateway(String),
+    CallForGateway(CallId),
     /// A tool call no longer in the state the request needs.
     #[error("call {call_id} cannot take this: {why}")]
-    CallMoved { call_id: String, why: String },
+    CallMoved { call_id: CallId, why: String },
     /// A registration past the user's bound on gateways.
     #[error(
         "gateway_id: {0} gateways of yours are registered, the most one user may have at once: \

@@ -105,7 +105,7 @@ impl Batch {
             tool_call_id: Set(None),
             status: Set(status),
             client_msg_id: Set(None),
-            seq: Set(0),
+            seq: Set(Seq::ZERO),
             created_at: Set(crate::time::now()),
         }
     }

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use super::record::{self, Batch, Reason};
 use super::{calls, tools};
 use crate::events::{self, Event, Kind};
-use crate::ids::{MessageId, RunId, SessionId};
+use crate::ids::{CallId, MessageId, RunId, SessionId};
 use crate::log::{EventLog, LogError};
 use crate::sessions::Status;
 
@@ -92,7 +92,7 @@ async fn account_for(
         .collect();
 
     let mut partial: Vec<(MessageId, String)> = Vec::new();
-    let mut open_calls: Vec<String> = Vec::new();
+    let mut open_calls: Vec<CallId> = Vec::new();
     for (kind, data) in rows {
         let event = RawValue::from_string(data)
             .map_err(|e| e.to_string())

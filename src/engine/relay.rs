@@ -21,6 +21,7 @@ use super::calls::{self, Approval, CallStatus, Decision};
 use super::gateways::{Gateway, Target};
 use super::{Engine, EngineError, Inner};
 use crate::auth::{Identity, UserId};
+use crate::ids::CallId;
 use crate::payload::{Invalid, check_json, check_text};
 
 /// How long a gateway has to acknowledge a `tool:call` before it is logged
@@ -80,11 +81,11 @@ impl Engine {
         &self,
         caller: &Identity,
         from: Answerer<'_>,
-        call_id: &str,
+        call_id: &CallId,
         output: &Value,
         is_error: bool,
     ) -> Result<(), EngineError> {
-        check_text("call_id", call_id)?;
+        check_text("call_id", call_id.as_str())?;
         if output.is_null() {
             return Err(Invalid::Malformed(
                 "output: must not be null (send a string or any JSON value)".into(),
@@ -108,8 +109,8 @@ impl Engine {
         };
         if target != expected {
             return Err(match target {
-                Target::User => EngineError::QuestionToUser(call_id.to_owned()),
-                _ => EngineError::CallForGateway(call_id.to_owned()),
+                Target::User => EngineError::QuestionToUser(call_id.clone()),
+                _ => EngineError::CallForGateway(call_id.clone()),
             });
         }
         let from_states: &[CallStatus] = match target {
@@ -129,7 +130,7 @@ impl Engine {
         {
             return Err(self.inner.conflict(call_id).await);
         }
-        tracing::info!(call_id, run_id = %row.run_id, is_error, "tool call answered");
+        tracing::info!(%call_id, run_id = %row.run_id, is_error, "tool call answered");
         self.inner.wake(row.run_id.as_str());
         Ok(())
     }
@@ -140,7 +141,7 @@ impl Engine {
         caller: &Identity,
         request: Approval,
     ) -> Result<(), EngineError> {
-        check_text("call_id", &request.call_id)?;
+        check_text("call_id", request.call_id.as_str())?;
         if let Some(reason) = &request.reason {
             if reason.chars().count() > calls::MAX_REASON_CHARS {
                 return Err(Invalid::TooLarge(format!(
@@ -189,7 +190,7 @@ impl Engine {
         if !moved {
             return Err(self.inner.conflict(&row.id).await);
         }
-        tracing::info!(call_id = row.id, decision = ?request.decision, "tool call decided");
+        tracing::info!(call_id = %row.id, decision = ?request.decision, "tool call decided");
         self.inner.wake(row.run_id.as_str());
         Ok(())
     }
@@ -202,7 +203,7 @@ impl Inner {
     async fn call_for(
         &self,
         caller: &Identity,
-        call_id: &str,
+        call_id: &CallId,
         from: &Answerer<'_>,
     ) -> Result<tool_call::Model, EngineError> {
         let session = match from {
@@ -218,7 +219,7 @@ impl Inner {
             .filter(|row| session.as_ref().is_none_or(|s| row.session_id == *s));
         let Some(row) = row else {
             return Err(EngineError::NoCall {
-                call_id: call_id.to_owned(),
+                call_id: call_id.clone(),
                 session: match from {
                     Answerer::User { session_id } => Some((*session_id).to_owned()),
                     Answerer::Gateway => None,
@@ -226,14 +227,14 @@ impl Inner {
             });
         };
         if row.owner != caller.user_id.as_str() {
-            return Err(EngineError::NotYourCall(call_id.to_owned()));
+            return Err(EngineError::NotYourCall(call_id.clone()));
         }
         Ok(row)
     }
 
     /// `conflict` for a call that can no longer take what was asked,
     /// saying where it is.
-    async fn conflict(&self, call_id: &str) -> EngineError {
+    async fn conflict(&self, call_id: &CallId) -> EngineError {
         let why = match calls::find(&self.db, call_id).await {
             Ok(Some(row)) => match row.status {
                 CallStatus::AwaitingApproval => "it waits for approval (tool:approval)".to_owned(),
@@ -245,7 +246,7 @@ impl Inner {
             _ => "it is already changed".to_owned(),
         };
         EngineError::CallMoved {
-            call_id: call_id.to_owned(),
+            call_id: call_id.clone(),
             why,
         }
     }
@@ -314,7 +315,7 @@ impl Inner {
             match calls::mark_sent(&self.db, &row, &gateway.gateway_id).await {
                 Ok(true) => self.emit_call(gateway, &row),
                 Ok(false) => {}
-                Err(error) => tracing::warn!(%error, call_id = row.id, "cannot mark a call sent"),
+                Err(error) => tracing::warn!(%error, call_id = %row.id, "cannot mark a call sent"),
             }
         }
     }
@@ -334,7 +335,7 @@ impl Inner {
         // Gone since it was chosen: its disconnect hands the call on.
         let Some(socket) = self.registry.socket(gateway) else {
             tracing::info!(
-                call_id,
+                %call_id,
                 gateway_id,
                 "cannot send a tool call: the gateway is gone"
             );
@@ -345,16 +346,16 @@ impl Inner {
             .emit_with_ack::<_, Value>("tool:call", &payload)
         {
             Ok(ack) => {
-                tracing::info!(call_id, gateway_id, "tool call sent");
+                tracing::info!(%call_id, gateway_id, "tool call sent");
                 let shutdown = self.shutdown.clone();
                 self.tasks.spawn(async move {
                     if let Some(Err(error)) = shutdown.run_until_cancelled_owned(ack).await {
-                        tracing::warn!(%error, call_id, gateway_id, "tool call not acknowledged");
+                        tracing::warn!(%error, %call_id, gateway_id, "tool call not acknowledged");
                     }
                 });
             }
             // The socket is closing: its disconnect hands the call on.
-            Err(error) => tracing::info!(%error, call_id, gateway_id, "cannot send a tool call"),
+            Err(error) => tracing::info!(%error, %call_id, gateway_id, "cannot send a tool call"),
         }
     }
 }

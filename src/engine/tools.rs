@@ -9,17 +9,17 @@ use serde_json::Value;
 use super::calls::Outcome;
 use super::record::Batch;
 use crate::events::{self, ResultStatus};
-use crate::ids::MessageId;
+use crate::ids::{CallId, MessageId};
 
 /// A `tool.result` event and the `tool` message the model will see.
-pub(super) fn result(batch: &mut Batch, call_id: &str, outcome: Outcome) {
+pub(super) fn result(batch: &mut Batch, call_id: &CallId, outcome: Outcome) {
     let Outcome { status, output } = outcome;
     let text = match &output {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
     let index = batch.event(events::ToolResult {
-        call_id: call_id.to_owned(),
+        call_id: call_id.clone(),
         status,
         output,
     });
@@ -33,6 +33,6 @@ pub(super) fn result(batch: &mut Batch, call_id: &str, outcome: Outcome) {
         content,
         MessageStatus::Complete,
     );
-    row.tool_call_id = sea_orm::Set(Some(call_id.to_owned()));
+    row.tool_call_id = sea_orm::Set(Some(call_id.clone()));
     batch.message(index, row);
 }

@@ -150,15 +150,15 @@ pub async fn read(
 ) -> Result<axum::response::Response, ApiError> {
     let (id, session) = sessions::resolve(&state.db, &me, &id, "session id").await?;
     let limit = crate::payload::limit(query.limit, 100, 1_000)?;
-    let after = non_negative(query.after_seq.unwrap_or(0))?;
+    let after = non_negative(query.after_seq.unwrap_or(Seq::ZERO))?;
     if after > session.head_seq {
         return Err(ApiError::Conflict(format!(
             "after_seq {after} is beyond the session's head_seq {}",
             session.head_seq
         )));
     }
-    let truncated = after < session.first_seq - 1;
-    let from = after.max(session.first_seq - 1);
+    let truncated = after < session.first_seq.prev();
+    let from = after.max(session.first_seq.prev());
     // At most `limit` events and a page of bytes; a page cut short by
     // either says where to continue.
     let page = state.log.read_page(&id, from, limit).await?;
@@ -190,7 +190,7 @@ struct EventPage<'a> {
 }
 
 fn non_negative(seq: Seq) -> Result<Seq, ApiError> {
-    if seq < 0 {
+    if seq < Seq::ZERO {
         return Err(ApiError::InvalidPayload(
             "after_seq: must not be negative".into(),
         ));
@@ -224,11 +224,11 @@ pub async fn stream(
         .map(|v| {
             v.to_str()
                 .ok()
-                .and_then(|v| v.trim().parse::<Seq>().ok())
+                .and_then(|v| v.trim().parse().ok().map(Seq::new))
                 .ok_or_else(|| ApiError::InvalidPayload("Last-Event-ID: not a seq".into()))
         })
         .transpose()?;
-    let after = non_negative(last_event_id.or(query.after_seq).unwrap_or(0))?;
+    let after = non_negative(last_event_id.or(query.after_seq).unwrap_or(Seq::ZERO))?;
 
     let (sink, rx) = Sink::channel(SSE_BUFFER, state.config.limits.max_page_bytes);
     let sink_id = sink.id();

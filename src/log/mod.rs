@@ -378,7 +378,7 @@ impl EventLog {
                 head: head_seq,
             });
         }
-        let oldest_available = first_seq - 1;
+        let oldest_available = first_seq.prev();
         let (start, truncated_to) = if after < oldest_available {
             (oldest_available, Some(first_seq))
         } else {

@@ -19,6 +19,7 @@ use socketioxide::{SendError, SocketError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc};
 
 use super::event::Committed;
+use crate::ids::Seq;
 
 /// The Socket.IO event that carries session events.
 pub const EVENT: &str = "agent:event";
@@ -161,7 +162,7 @@ impl Sink {
     /// Tells the subscriber it was dropped for lagging, as soon as its
     /// buffer has room (it is full when this is decided), for at most two
     /// minutes.
-    pub async fn send_lagged(&self, session_id: &str, last_seq: i64) {
+    pub async fn send_lagged(&self, session_id: &str, last_seq: Seq) {
         let Sink::Socket(socket) = self else {
             return;
         };

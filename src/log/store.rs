@@ -187,7 +187,7 @@ async fn allocate_seqs<'g>(
     totals_list.sort_unstable();
     for (id, head, first) in allocate(txn, &totals_list, now).await? {
         if let Some((id, n)) = totals.get_key_value(id.as_str()) {
-            heads.next_seq.insert(id, head - n + 1);
+            heads.next_seq.insert(id, head.first_of_last(*n));
         }
         heads.rows.push((id, head, first));
     }
@@ -234,7 +234,7 @@ async fn insert_events(
                     idempotency_key: Set(event.idempotency_key.clone()),
                     created_at: Set(now),
                 });
-                *seq += 1;
+                *seq = seq.next();
             }
         }
     }
@@ -270,7 +270,7 @@ async fn apply_effects(
 /// `max`, and moves its `first_seq`.
 async fn prune_to(txn: &DatabaseTransaction, heads: &Heads<'_>, max: u64) -> Result<(), DbErr> {
     for (id, head, first_seq) in &heads.rows {
-        let first_kept = head - max as i64 + 1;
+        let first_kept = head.first_of_last(max as i64);
         if first_kept > *first_seq {
             event::Entity::delete_many()
                 .filter(event::Column::SessionId.eq(id.as_str()))

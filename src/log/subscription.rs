@@ -73,7 +73,7 @@ impl SessionLog {
             tail,
             subscribers,
         } = &mut *state;
-        if first.seq != *head + 1 {
+        if first.seq != head.next() {
             // Someone else appended to this session in between (another
             // node): whoever is live reads the difference from the database.
             tail.clear();
@@ -93,7 +93,7 @@ impl SessionLog {
                     Delivery::Sent => delivered += 1,
                     Delivery::Full => {
                         tracing::debug!(
-                            session_id = %self.id, ?id, seq = event.seq,
+                            session_id = %self.id, ?id, seq = event.seq.get(),
                             "subscriber fell behind; catching up from the log"
                         );
                         sub.live = false;
@@ -102,7 +102,7 @@ impl SessionLog {
                             id.clone(),
                             sub.sink.clone(),
                             sub.cancelled.clone(),
-                            event.seq - 1,
+                            event.seq.prev(),
                         );
                         break;
                     }
@@ -297,7 +297,7 @@ async fn deliver(
                 Next::Retry => continue,
                 Next::Page(page, permit) => (page, permit),
             };
-            if page.first().is_none_or(|e| e.seq != cursor + 1) {
+            if page.first().is_none_or(|e| e.seq != cursor.next()) {
                 // What comes next was pruned while this subscriber was behind.
                 return Some(cursor);
             }
@@ -335,7 +335,7 @@ fn drop_lagging(log: &SessionLog, id: &SinkId, cancelled: &Arc<AtomicBool>, last
     let removed = log.remove(id, Some(cancelled));
     if removed {
         metrics::counter!(crate::metrics::LAGGING_DROPS).increment(1);
-        tracing::info!(session_id = %log.id, ?id, last_seq, "subscriber dropped for lagging");
+        tracing::info!(session_id = %log.id, ?id, last_seq = last_seq.get(), "subscriber dropped for lagging");
     }
     removed
 }

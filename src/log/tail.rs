@@ -75,10 +75,10 @@ impl Tail {
         max_bytes: usize,
     ) -> Option<Vec<Arc<Committed>>> {
         let oldest = self.events.front()?.seq;
-        if oldest > cursor + 1 {
+        if oldest > cursor.next() {
             return None;
         }
-        let skip = usize::try_from(cursor + 1 - oldest).ok()?;
+        let skip = usize::try_from(cursor.next().get() - oldest.get()).ok()?;
         let mut bytes = 0;
         let page = self
             .events
@@ -105,9 +105,9 @@ impl Drop for Tail {
 mod tests {
     use super::*;
 
-    fn event(seq: Seq, bytes: usize) -> Arc<Committed> {
+    fn event(seq: i64, bytes: usize) -> Arc<Committed> {
         let data = serde_json::value::to_raw_value(&"x".repeat(bytes)).unwrap();
-        Committed::new("s", seq, "x.t", None, "t", &data)
+        Committed::new("s", Seq::new(seq), "x.t", None, "t", &data)
     }
 
     fn settings(tail_len: usize, tail_bytes: usize, tail_bytes_total: usize) -> Settings {
@@ -119,8 +119,8 @@ mod tests {
         }
     }
 
-    fn seqs(page: &[Arc<Committed>]) -> Vec<Seq> {
-        page.iter().map(|e| e.seq).collect()
+    fn seqs(page: &[Arc<Committed>]) -> Vec<i64> {
+        page.iter().map(|e| e.seq.get()).collect()
     }
 
     #[test]
@@ -129,12 +129,21 @@ mod tests {
         let size = event(1, 100).size();
         let mut tail = Tail::new(&settings(3, 10 * size, usize::MAX), total.clone());
         tail.extend(&(1..=5).map(|s| event(s, 100)).collect::<Vec<_>>());
-        assert_eq!(seqs(&tail.after(2, 10, usize::MAX).unwrap()), [3, 4, 5]);
-        assert!(tail.after(1, 10, usize::MAX).is_none(), "seq 2 is gone");
+        assert_eq!(
+            seqs(&tail.after(Seq::new(2), 10, usize::MAX).unwrap()),
+            [3, 4, 5]
+        );
+        assert!(
+            tail.after(Seq::new(1), 10, usize::MAX).is_none(),
+            "seq 2 is gone"
+        );
 
         let mut tail = Tail::new(&settings(100, 2 * size, usize::MAX), total.clone());
         tail.extend(&(1..=5).map(|s| event(s, 100)).collect::<Vec<_>>());
-        assert_eq!(seqs(&tail.after(3, 10, usize::MAX).unwrap()), [4, 5]);
+        assert_eq!(
+            seqs(&tail.after(Seq::new(3), 10, usize::MAX).unwrap()),
+            [4, 5]
+        );
         assert_eq!(total.load(Ordering::Relaxed), 5 * size);
     }
 
@@ -144,7 +153,7 @@ mod tests {
         let mut tail = Tail::new(&settings(100, 1000, usize::MAX), total.clone());
         tail.extend(&[event(1, 10)]);
         tail.extend(&[event(2, 5000)]);
-        assert!(tail.after(1, 10, usize::MAX).is_none());
+        assert!(tail.after(Seq::new(1), 10, usize::MAX).is_none());
         assert_eq!(total.load(Ordering::Relaxed), 0);
     }
 
@@ -157,8 +166,14 @@ mod tests {
         first.extend(&[event(1, 100), event(2, 100)]);
         let mut second = Tail::new(&s, total.clone());
         second.extend(&[event(1, 100), event(2, 100)]);
-        assert!(second.after(0, 10, usize::MAX).is_none(), "seq 1 made room");
-        assert_eq!(seqs(&second.after(1, 10, usize::MAX).unwrap()), [2]);
+        assert!(
+            second.after(Seq::new(0), 10, usize::MAX).is_none(),
+            "seq 1 made room"
+        );
+        assert_eq!(
+            seqs(&second.after(Seq::new(1), 10, usize::MAX).unwrap()),
+            [2]
+        );
         assert_eq!(total.load(Ordering::Relaxed), 3 * size);
         drop(first);
         assert_eq!(total.load(Ordering::Relaxed), size);
@@ -172,9 +187,15 @@ mod tests {
         let mut tail = Tail::new(&settings(100, usize::MAX, usize::MAX), total);
         tail.extend(&(1..=6).map(|s| event(s, 100)).collect::<Vec<_>>());
         let size = event(1, 100).size();
-        assert_eq!(seqs(&tail.after(1, 10, 2 * size + 1).unwrap()), [2, 3]);
-        assert_eq!(seqs(&tail.after(1, 10, 1).unwrap()), [2]);
-        assert_eq!(seqs(&tail.after(1, 2, usize::MAX).unwrap()), [2, 3]);
-        assert!(tail.after(6, 10, usize::MAX).unwrap().is_empty());
+        assert_eq!(
+            seqs(&tail.after(Seq::new(1), 10, 2 * size + 1).unwrap()),
+            [2, 3]
+        );
+        assert_eq!(seqs(&tail.after(Seq::new(1), 10, 1).unwrap()), [2]);
+        assert_eq!(
+            seqs(&tail.after(Seq::new(1), 2, usize::MAX).unwrap()),
+            [2, 3]
+        );
+        assert!(tail.after(Seq::new(6), 10, usize::MAX).unwrap().is_empty());
     }
 }

@@ -105,8 +105,8 @@ async fn subscribe(
 ) {
     let prepared = async {
         let request: Subscribe = parse(data?)?;
-        let after = request.after_seq.unwrap_or(0);
-        if after < 0 {
+        let after = request.after_seq.unwrap_or(Seq::ZERO);
+        if after < Seq::ZERO {
             return Err(ApiError::InvalidPayload(
                 "after_seq: must not be negative".into(),
             ));

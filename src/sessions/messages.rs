@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::SessionError;
-use crate::ids::{MessageId, SessionId};
+use crate::ids::{CallId, MessageId, Seq, SessionId};
 
 /// A message as clients see it.
 #[derive(Debug, Clone, Serialize)]
@@ -23,7 +23,7 @@ pub struct MessageView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_call_id: Option<String>,
+    pub tool_call_id: Option<CallId>,
     pub status: MessageStatus,
     pub created_at: DateTime<Utc>,
 }
@@ -85,7 +85,7 @@ pub async fn list(
         if uuid::Uuid::parse_str(before).is_err() {
             return Err(SessionError::BadMessageId(before.clone()));
         }
-        let seq: Option<i64> = message::Entity::find_by_id(MessageId::from_db(before.clone()))
+        let seq: Option<Seq> = message::Entity::find_by_id(MessageId::from_db(before.clone()))
             .filter(message::Column::SessionId.eq(session.as_str()))
             .select_only()
             .column(message::Column::Seq)

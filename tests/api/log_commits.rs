@@ -80,10 +80,10 @@ async fn an_append_whose_effect_fails_fails_alone_and_leaves_no_trace() {
     assert_eq!(failed, rounds / 2);
 
     for (n, session) in sessions.iter().enumerate() {
-        let events = state.log.read(session, 0, 1_000).await.unwrap();
+        let events = state.log.read(session, Seq::ZERO, 1_000).await.unwrap();
         let expected = if n == 7 { rounds } else { 2 * rounds };
         assert_eq!(events.len(), expected, "session {n}");
-        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq.get()).collect();
         assert_eq!(
             seqs,
             (1..=expected as i64).collect::<Vec<_>>(),

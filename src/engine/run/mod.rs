@@ -22,7 +22,7 @@ use super::record::{Batch, Reason};
 use super::{Entry, Inner};
 use crate::auth::UserId;
 use crate::events::{self, Heartbeat};
-use crate::ids::{MessageId, RunId, SessionId};
+use crate::ids::{CallId, MessageId, RunId, SessionId};
 use crate::log::{LogError, StoreError};
 use crate::sessions::Status;
 use entity::states::{MessageStatus, Role};
@@ -80,7 +80,7 @@ struct Progress {
     /// The assistant message being streamed, with the text committed so far.
     message: Option<(MessageId, String)>,
     /// Tool calls logged without a result yet.
-    open_calls: Vec<String>,
+    open_calls: Vec<CallId>,
     usage: Option<Usage>,
     status: Status,
 }

@@ -15,17 +15,20 @@ use crate::engine::record::Batch;
 use crate::engine::tools;
 use crate::error::Chain;
 use crate::events;
+use crate::ids::CallId;
 use crate::sessions::Status;
 
 /// Logs the model's tool calls and makes a row for each: refused at once
 /// (no such tool, arguments that do not fit its schema), waiting for
-/// approval, for a gateway, or for the user. Returns the ids still open.
+/// approval, for a gateway, or for the user. `ids` are the calls' ids, in
+/// order ([`calls::make_ids_unique`]). Returns the ids still open.
 pub(super) async fn plan_calls(
     turn: &Turn,
     batch: &mut Batch,
     offer: &Offer,
     calls: &[ToolCall],
-) -> Vec<String> {
+    ids: &[CallId],
+) -> Vec<CallId> {
     let deadline = turn.inner.settings.tool_deadline();
     let all_arguments: Vec<Value> = calls
         .iter()
@@ -35,11 +38,12 @@ pub(super) async fn plan_calls(
     let mut open = Vec::new();
     let mut waiting = Vec::new();
     let mut then = Vec::new();
-    for ((call, arguments), misfit) in calls.iter().zip(all_arguments).zip(&mut misfits) {
+    let planned = calls.iter().zip(ids).zip(all_arguments).zip(&mut misfits);
+    for (((call, id), arguments), misfit) in planned {
         let tool = offer.get(&call.name);
         let target = tool.map_or(Target::Server, |t| t.target);
         batch.event(events::ToolCall {
-            call_id: call.id.clone(),
+            call_id: id.clone(),
             name: call.name.clone(),
             arguments: arguments.clone(),
             target,
@@ -59,6 +63,7 @@ pub(super) async fn plan_calls(
             (None, _) => (CallStatus::Pending, None),
         };
         batch.tool_call(calls::row(
+            id,
             call,
             &arguments,
             calls::NewCall {
@@ -73,18 +78,18 @@ pub(super) async fn plan_calls(
             },
         ));
         if refused.is_none() {
-            open.push(call.id.clone());
+            open.push(id.clone());
             waiting.push((status == CallStatus::AwaitingApproval, target));
         }
-        then.push((call, arguments, refused, requires_approval));
+        then.push((call, id, arguments, refused, requires_approval));
     }
     // After every `tool.call`: the refusals' results and the approval requests.
-    for (call, arguments, refused, requires_approval) in then {
+    for (call, id, arguments, refused, requires_approval) in then {
         match refused {
-            Some(outcome) => tools::result(batch, &call.id, outcome),
+            Some(outcome) => tools::result(batch, id, outcome),
             None if requires_approval => {
                 batch.event(events::ToolApprovalRequested {
-                    call_id: call.id.clone(),
+                    call_id: id.clone(),
                     name: call.name.clone(),
                     arguments,
                 });

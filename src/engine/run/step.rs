@@ -116,7 +116,7 @@ pub(super) async fn steps(turn: Turn) -> Result<End, RunError> {
         }
         deltas.flush(&turn).await?;
         drop(stream);
-        calls::make_ids_unique(&turn.inner.db, &mut calls).await?;
+        let ids = calls::make_ids_unique(&turn.inner.db, &mut calls).await?;
 
         let text = turn
             .progress()
@@ -126,7 +126,7 @@ pub(super) async fn steps(turn: Turn) -> Result<End, RunError> {
             .unwrap_or_default();
         let mut batch = turn.batch();
         batch.assistant_message(&message_id, text, &calls, MessageStatus::Complete);
-        let open = plan_calls(&turn, &mut batch, &offer, &calls).await;
+        let open = plan_calls(&turn, &mut batch, &offer, &calls, &ids).await;
         turn.commit(batch).await?;
         {
             let mut progress = turn.progress();

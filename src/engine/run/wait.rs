@@ -71,7 +71,7 @@ pub(super) async fn wait_for_calls(turn: &Turn) -> Result<Waited, RunError> {
             )
             .await?
             {
-                tracing::info!(call_id = row.id, "tool call timed out");
+                tracing::info!(call_id = %row.id, "tool call timed out");
             }
             if let Some(fresh) = calls::find(&inner.db, &row.id).await? {
                 *row = fresh;
