@@ -31,6 +31,7 @@
 //!   database at once, so a reconnect storm holds a few pages, not one per
 //!   subscriber.
 
+mod cluster;
 pub mod event;
 pub mod sink;
 pub mod store;
@@ -40,7 +41,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -52,6 +53,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Identity;
 use crate::ids::{Seq, SessionId};
 use crate::sessions::SessionError;
+pub use cluster::Commit;
 pub use event::{Committed, NewEvent, Window};
 pub use sink::{Sink, SinkId};
 use store::Outcome;
@@ -164,6 +166,8 @@ struct Inner {
     catch_up_reads: Arc<Semaphore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Set when this server is one node of several ([`cluster`]).
+    cluster: OnceLock<cluster::Link>,
 }
 
 /// One session's writer queue, tail and subscribers.
@@ -288,6 +292,7 @@ impl EventLog {
                 tail_bytes: Arc::default(),
                 tasks,
                 shutdown,
+                cluster: OnceLock::new(),
             }),
         };
         if let Some(max_age) = log.inner.settings.max_age {
@@ -361,16 +366,23 @@ impl EventLog {
         Err(LogError::Restarting)
     }
 
-    /// Prepares a subscription from `after` (exclusive). Errors: `conflict`
-    /// when `after` is beyond the head.
+    /// Prepares a subscription from `after` (exclusive). `stored` is the
+    /// session's row as the caller has just read it. Errors: `conflict`
+    /// when `after` is beyond the head — with several nodes, the database's
+    /// head (another node may have committed what this one has not heard
+    /// of yet).
     pub async fn prepare_subscription(
         &self,
         session: &SessionId,
         sink: Sink,
         after: Seq,
-        first_seq: Seq,
+        stored: Window,
     ) -> Result<Pending, LogError> {
         let log = self.session(session).await?;
+        if self.clustered() {
+            log.advance(stored.head_seq);
+        }
+        let first_seq = stored.first_seq;
         let head_seq = log.state.lock().expect("log state").head;
         if after > head_seq {
             return Err(LogError::AfterHead {

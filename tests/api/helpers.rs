@@ -73,6 +73,9 @@ fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static, lines: Li
 }
 
 /// A server to start: environment and flags on top of a fresh database.
+/// Clones share the database (and the directory): that is how several
+/// nodes of one cluster are started ([`Nodes`]).
+#[derive(Clone)]
 pub struct ServerBuilder {
     dir: Arc<TempDir>,
     database_url: Arc<tokio::sync::OnceCell<String>>,
@@ -647,5 +650,71 @@ impl Socket {
 
     pub async fn disconnect(self) {
         let _ = self.client.disconnect().await;
+    }
+}
+
+/// Several `switchboard serve` processes on one fresh PostgreSQL database
+/// and one Redis, with Redis channels of their own (a prefix unique to the
+/// test, so that tests running at once never hear each other).
+pub struct Nodes {
+    pub nodes: Vec<TestServer>,
+    pub redis_url: String,
+    /// Starts one more server on the same database (with Redis or without).
+    pub builder: ServerBuilder,
+}
+
+impl Nodes {
+    /// `count` nodes named `node-0`, `node-1`, …; `None`, after printing
+    /// why, when `SWITCHBOARD_TEST_POSTGRES_URL` or
+    /// `SWITCHBOARD_TEST_REDIS_URL` is unset (CI's PostgreSQL pass sets
+    /// both).
+    pub async fn spawn(count: usize) -> Option<Self> {
+        let (Ok(_), Ok(redis_url)) = (
+            std::env::var("SWITCHBOARD_TEST_POSTGRES_URL"),
+            std::env::var("SWITCHBOARD_TEST_REDIS_URL"),
+        ) else {
+            eprintln!(
+                "skipped: a multi-node test needs SWITCHBOARD_TEST_POSTGRES_URL and \
+                 SWITCHBOARD_TEST_REDIS_URL"
+            );
+            return None;
+        };
+        let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
+        let builder = ServerBuilder::with_auth();
+        let mut nodes = Vec::with_capacity(count);
+        for i in 0..count {
+            let node = builder
+                .clone()
+                .env("SWITCHBOARD_REDIS_URL", &redis_url)
+                .env("SWITCHBOARD_REDIS_PREFIX", &prefix)
+                .env("SWITCHBOARD_NODE_ID", &format!("node-{i}"))
+                .spawn()
+                .await;
+            nodes.push(node);
+        }
+        Some(Self {
+            nodes,
+            redis_url,
+            builder,
+        })
+    }
+
+    /// Runs `redis-cli` against the test Redis; panics when it fails.
+    pub fn redis(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .arg("-u")
+            .arg(&self.redis_url)
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl std::ops::Index<usize> for Nodes {
+    type Output = TestServer;
+    fn index(&self, i: usize) -> &TestServer {
+        &self.nodes[i]
     }
 }

@@ -2,6 +2,7 @@
 //! driven through HTTP and a Rust Socket.IO client.
 
 mod cli;
+mod cluster;
 mod console;
 mod handshake;
 mod helpers;
