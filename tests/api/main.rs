@@ -16,6 +16,7 @@ mod limits_runs;
 mod limits_transport;
 mod log;
 mod log_commits;
+mod log_heads;
 mod mock_llm;
 mod provider;
 mod run_failures;
