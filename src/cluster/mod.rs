@@ -4,8 +4,8 @@
 //!
 //! The database is the one source of truth; Redis only carries messages
 //! between nodes, on one fred `SubscriberClient` (reconnecting forever with
-//! an exponential backoff, resubscribing to its channels after each
-//! reconnect):
+//! an exponential backoff; the head check resubscribes to every channel
+//! after each reconnect, then reads the heads):
 //!
 //! - **Socket.IO** ([`adapter`]): socketioxide's own Redis adapter
 //!   (`socketioxide-redis`, fred driver) on both namespaces, so rooms and
@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use entity::session;
+use fred::interfaces::PubsubInterface as _;
 use fred::prelude::{Builder, ClientLike, Config as FredConfig, EventInterface, ReconnectPolicy};
 use fred::types::RespVersion;
 use futures_util::StreamExt;
@@ -115,9 +116,6 @@ impl Cluster {
             .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
             .and_then(|driver| driver.map_err(anyhow::Error::from))
             .with_context(|| format!("cannot connect to Redis at {}", config.redis_display()))?;
-        // Resubscribes to every channel (the adapter's and the notices')
-        // after each reconnect; ends with the client.
-        let _resubscribing = client.manage_subscriptions();
         Ok(Self {
             inner: Arc::new(Inner {
                 node_id: node_id.to_owned(),
@@ -277,6 +275,20 @@ async fn receive(
     }
 }
 
+/// Subscribes again to every channel the client had (the adapter's and the
+/// notices'), one by one, after Redis reconnected. fred's own
+/// `SubscriberClient::manage_subscriptions` cannot be used: its
+/// `resubscribe_all` sends a `SUBSCRIBE` without channels first (we have
+/// only sharded ones), which Redis refuses, and it gives up before the
+/// sharded channels.
+async fn resubscribe(cluster: &Cluster) {
+    for channel in cluster.inner.client.tracked_shard_channels() {
+        if let Err(error) = cluster.inner.client.ssubscribe(channel.to_string()).await {
+            tracing::warn!(%error, %channel, "cannot subscribe again after a reconnect");
+        }
+    }
+}
+
 /// Every [`HEAD_CHECK`], and right after Redis reconnects, reads the
 /// database head of every session with a local subscriber (one query per
 /// [`HEAD_CHECK_CHUNK`] sessions) and hands the ones that moved to the log.
@@ -293,7 +305,10 @@ async fn check_heads(
         tokio::select! {
             _ = every.tick() => {}
             reconnected = reconnects.recv() => match reconnected {
-                Ok(server) => tracing::info!(%server, "reconnected to Redis; resynchronising"),
+                Ok(server) => {
+                    tracing::info!(%server, "reconnected to Redis; resynchronising");
+                    resubscribe(&cluster).await;
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 // The client is gone: the server is shutting down.
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

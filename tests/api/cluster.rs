@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Nodes, Socket, TestServer, info};
+use crate::helpers::{Nodes, PrivateRedis, Socket, TestServer, WAIT, info};
 
 const TOKEN: &str = "tok-alice";
 
@@ -234,4 +234,70 @@ async fn readiness_needs_redis_on_a_node_of_several() {
     };
     let (status, body) = nodes[0].get(TOKEN, "/readyz").await;
     assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+}
+
+/// `GET /readyz` of `node`: its status code.
+async fn readiness(node: &TestServer) -> reqwest::StatusCode {
+    node.http
+        .get(node.http("/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .status()
+}
+
+/// Waits until `/readyz` of `node` answers `status` (Redis reconnects with
+/// a backoff of its own).
+async fn await_readiness(node: &TestServer, status: reqwest::StatusCode) {
+    tokio::time::timeout(WAIT, async {
+        while readiness(node).await != status {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("/readyz never answered {status}"));
+}
+
+#[tokio::test]
+async fn a_redis_restart_mid_stream_loses_nothing_and_readiness_follows_it() {
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let Some(nodes) = Nodes::spawn_on(2, &redis.url()).await else {
+        return;
+    };
+    let session = nodes[0].create_session(TOKEN).await;
+    let mut subscriber = nodes[1].agent(TOKEN).await;
+    subscribe(&subscriber, &session, 0).await;
+    let mut seen = 0;
+    let before = produce(&nodes[0], &session, "before", 10).await.len();
+    subscriber.events_after(seen, before).await;
+    seen += before as i64;
+
+    // Redis dies: producers and subscribers go on (the head check carries
+    // the events), and readiness says Redis is gone.
+    redis.stop().await;
+    let during = produce(&nodes[0], &session, "during", 10).await.len();
+    subscriber.events_after(seen, during).await;
+    seen += during as i64;
+    assert_eq!(
+        readiness(&nodes[0]).await,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // Redis comes back empty: both nodes reconnect and resubscribe, and
+    // notices flow again.
+    redis.restart().await;
+    await_readiness(&nodes[0], reqwest::StatusCode::OK).await;
+    await_readiness(&nodes[1], reqwest::StatusCode::OK).await;
+    let received = counter(&nodes[1], "switchboard_cluster_notices_received_total").await;
+    let after = produce(&nodes[0], &session, "after", 10).await.len();
+    subscriber.events_after(seen, after).await;
+    tokio::time::timeout(WAIT, async {
+        while counter(&nodes[1], "switchboard_cluster_notices_received_total").await <= received {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("notices reach node 1 again after the restart");
 }

@@ -679,6 +679,16 @@ impl Nodes {
             );
             return None;
         };
+        Self::spawn_on(count, &redis_url).await
+    }
+
+    /// Like [`Nodes::spawn`], on the Redis at `redis_url` (a [`PrivateRedis`]).
+    pub async fn spawn_on(count: usize, redis_url: &str) -> Option<Self> {
+        if std::env::var("SWITCHBOARD_TEST_POSTGRES_URL").is_err() {
+            eprintln!("skipped: a multi-node test needs SWITCHBOARD_TEST_POSTGRES_URL");
+            return None;
+        }
+        let redis_url = redis_url.to_owned();
         let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
         let builder = ServerBuilder::with_auth();
         let mut nodes = Vec::with_capacity(count);
@@ -716,5 +726,80 @@ impl std::ops::Index<usize> for Nodes {
     type Output = TestServer;
     fn index(&self, i: usize) -> &TestServer {
         &self.nodes[i]
+    }
+}
+
+/// A `redis-server` of the test's own on a free loopback port, to stop and
+/// start again (the shared one must stay up for the other tests).
+pub struct PrivateRedis {
+    port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// `None`, after printing why, without `SWITCHBOARD_TEST_REDIS_URL`
+    /// (where it is set, `redis-server` is installed) or PostgreSQL.
+    pub async fn start() -> Option<Self> {
+        if std::env::var("SWITCHBOARD_TEST_REDIS_URL").is_err()
+            || std::env::var("SWITCHBOARD_TEST_POSTGRES_URL").is_err()
+        {
+            eprintln!(
+                "skipped: a multi-node test needs SWITCHBOARD_TEST_POSTGRES_URL and \
+                 SWITCHBOARD_TEST_REDIS_URL"
+            );
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = Self {
+            port,
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        redis.restart().await;
+        Some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (as a crash would) and waits for it to exit.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill redis-server");
+        }
+    }
+
+    /// Starts the server on its port and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        let mut child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn redis-server");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.expect("redis-server output") {
+                if line.contains("Ready to accept connections") {
+                    return;
+                }
+            }
+            panic!("redis-server exited before it was ready");
+        })
+        .await
+        .expect("redis-server ready in time");
+        // Keep reading, so that its output never blocks it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.child = Some(child);
     }
 }
