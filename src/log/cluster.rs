@@ -6,20 +6,27 @@
 //! (session, last seq) to the others ([`crate::cluster`]); a node learns a
 //! head from a notice, from its periodic head check or from a subscribe
 //! ([`EventLog::learn_head`]) and, when that head is past what it
-//! published, switches its live subscribers of that session to catch-up:
-//! they read what they miss from the database, in order, and rejoin live
-//! delivery at the seq where the read ended ([`super::subscription`]). A
+//! published, one fill task per session reads the missing events from the
+//! database — once for all its subscribers, up to the highest head learnt
+//! meanwhile — and publishes them exactly as if this node had committed
+//! them: contiguous with the head, they go to live subscribers and the
+//! tail; already published, they are skipped; past a gap, live subscribers
+//! catch up from the database ([`super::subscription`]). A
 //! notice is only ever a hint that the database has moved: a lost one is
 //! made up by the next notice or head check, a late or repeated one names a
 //! head already known and changes nothing, so no notice can lose, repeat
 //! or reorder an event for a subscriber.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{EventLog, SessionLog};
+use super::{EventLog, SessionLog, store};
 use crate::ids::{Seq, SessionId};
+
+/// Events read from the database per fill at most.
+const FILL_PAGE: u64 = 500;
 
 /// A commit this node made: the session and its new head.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +72,7 @@ impl EventLog {
     /// or `head` is not new.
     pub fn learn_head(&self, session: &SessionId, head: Seq) {
         if let Some(log) = self.active(session) {
-            log.advance(head);
+            log.learn(head);
         }
     }
 
@@ -87,5 +94,74 @@ impl EventLog {
                 (!state.subscribers.is_empty()).then(|| (log.id.clone(), state.head))
             })
             .collect()
+    }
+}
+
+impl SessionLog {
+    /// Another node committed up to `head`: unless it is already published
+    /// or being fetched, a fill task reads it from the database and
+    /// publishes it.
+    pub(super) fn learn(self: &Arc<Self>, head: Seq) {
+        let mut state = self.state.lock().expect("log state");
+        if head <= state.head || head <= state.learnt {
+            return;
+        }
+        state.learnt = head;
+        if state.filling {
+            return;
+        }
+        state.filling = true;
+        drop(state);
+        let filling = fill(self.clone());
+        self.tasks
+            .spawn(self.shutdown.clone().run_until_cancelled_owned(filling));
+    }
+}
+
+/// Reads what follows the published head from the database, up to the
+/// highest head learnt, a page at a time, and publishes it; ends once the
+/// head reaches what was learnt.
+async fn fill(log: Arc<SessionLog>) {
+    loop {
+        let (head, learnt) = {
+            let mut state = log.state.lock().expect("log state");
+            if state.head >= state.learnt || state.subscribers.is_empty() {
+                state.filling = false;
+                // Nobody to deliver to: the next subscription reads the
+                // database itself; only the head must be right.
+                let learnt = state.learnt;
+                drop(state);
+                if learnt > 0 {
+                    log.advance(learnt);
+                }
+                return;
+            }
+            (state.head, state.learnt)
+        };
+        let page = {
+            let _permit = log.catch_up_reads.acquire().await.ok();
+            let limit = FILL_PAGE.min((learnt - head) as u64);
+            store::read_page(&log.db, &log.id, head, limit, log.settings.page_bytes).await
+        };
+        match page {
+            Ok(page) => {
+                let mut events = page.events;
+                let end = events.partition_point(|e| e.seq <= learnt);
+                events.truncate(end);
+                if events.is_empty() {
+                    // Gone already (retention): subscribers find out
+                    // through catch-up.
+                    log.advance(learnt);
+                    continue;
+                }
+                metrics::counter!(crate::metrics::CLUSTER_GAP_EVENTS)
+                    .increment(events.len() as u64);
+                log.publish(&events);
+            }
+            Err(error) => {
+                tracing::warn!(session_id = %log.id, %error, "reading another node's events failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
     }
 }

@@ -193,6 +193,10 @@ struct State {
     /// The last published events, contiguous, ending at `head`.
     tail: Tail,
     subscribers: HashMap<SinkId, Subscriber>,
+    /// With several nodes: the highest head learnt from other nodes, and
+    /// whether a fill task is reading up to it ([`cluster`]).
+    learnt: Seq,
+    filling: bool,
 }
 
 struct Subscriber {
@@ -379,11 +383,14 @@ impl EventLog {
         stored: Window,
     ) -> Result<Pending, LogError> {
         let log = self.session(session).await?;
-        if self.clustered() {
-            log.advance(stored.head_seq);
+        let mut head_seq = log.state.lock().expect("log state").head;
+        if self.clustered() && stored.head_seq > head_seq {
+            // Another node committed what this one has not published yet:
+            // the fill task publishes it, the catch-up reads up to it.
+            log.learn(stored.head_seq);
+            head_seq = stored.head_seq;
         }
         let first_seq = stored.first_seq;
-        let head_seq = log.state.lock().expect("log state").head;
         if after > head_seq {
             return Err(LogError::AfterHead {
                 after,
@@ -492,6 +499,8 @@ impl EventLog {
                 head: window.head_seq,
                 tail: Tail::new(&self.inner.settings, self.inner.tail_bytes.clone()),
                 subscribers: HashMap::new(),
+                learnt: window.head_seq,
+                filling: false,
             }),
             catch_up_reads: self.inner.catch_up_reads.clone(),
             tasks: self.inner.tasks.clone(),

@@ -72,6 +72,7 @@ impl SessionLog {
             head,
             tail,
             subscribers,
+            ..
         } = &mut *state;
         if last.seq <= *head {
             // Already known (another node's commit, learnt first, that
@@ -81,6 +82,10 @@ impl SessionLog {
         if first.seq != *head + 1 {
             // Someone else appended to this session in between (another
             // node): whoever is live reads the difference from the database.
+            if first.seq > *head + 1 && !subscribers.is_empty() {
+                metrics::counter!(crate::metrics::CLUSTER_GAP_EVENTS)
+                    .increment((first.seq - *head - 1) as u64);
+            }
             tail.clear();
             for (id, sub) in subscribers.iter_mut().filter(|(_, s)| s.live) {
                 sub.live = false;
@@ -136,6 +141,7 @@ impl SessionLog {
             head,
             tail,
             subscribers,
+            ..
         } = &mut *state;
         if to <= *head {
             return;

@@ -301,3 +301,20 @@ async fn a_redis_restart_mid_stream_loses_nothing_and_readiness_follows_it() {
     .await
     .expect("notices reach node 1 again after the restart");
 }
+
+#[tokio::test]
+async fn the_last_events_right_after_redis_drops_its_clients_still_arrive() {
+    let Some(nodes) = Nodes::spawn(2).await else {
+        return;
+    };
+    let session = nodes[0].create_session(TOKEN).await;
+    let mut subscriber = nodes[1].agent(TOKEN).await;
+    subscribe(&subscriber, &session, 0).await;
+    let first = produce(&nodes[0], &session, "first", 1).await.len();
+    subscriber.events_after(0, first).await;
+    // The notice of the last append is lost, or comes after a reconnect,
+    // with nothing after it to reveal a gap: the head check delivers it.
+    nodes.redis(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let last = produce(&nodes[0], &session, "last", 1).await.len();
+    subscriber.events_after(first as i64, last).await;
+}
