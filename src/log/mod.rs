@@ -24,6 +24,11 @@
 //! - A subscriber that cannot take a single event for `lag_timeout` is sent
 //!   `session:lagged { session_id, last_seq }` and dropped; it resubscribes
 //!   with `after_seq = last_seq` when it can keep up again.
+//! - **Several nodes** ([`cluster`]): each node publishes to its own
+//!   subscribers; a head another node committed is read from the database
+//!   once per session and published like a local commit. Catch-up pages
+//!   read from the database never go past the published head, so nothing
+//!   committed but not yet published is handed over twice.
 //! - **Bounded by bytes.** Every page read from the database (HTTP pages,
 //!   catch-up batches) holds at most `page_bytes` of events, but at least
 //!   one; the tail is bounded per session and across sessions
