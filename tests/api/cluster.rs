@@ -228,12 +228,41 @@ async fn idempotency_keys_hold_across_nodes_appending_at_once() {
 }
 
 #[tokio::test]
-async fn readiness_needs_redis_on_a_node_of_several() {
-    let Some(nodes) = Nodes::spawn(1).await else {
+async fn a_node_names_itself_in_its_logs_and_metrics_and_is_ready_with_redis() {
+    let Some(mut nodes) = Nodes::spawn(1).await else {
         return;
     };
     let (status, body) = nodes[0].get(TOKEN, "/readyz").await;
     assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let listening = nodes.nodes[0]
+        .wait_for_log(|l| l["message"] == "listening")
+        .await;
+    assert_eq!(listening["node_id"], "node-0", "{listening}");
+    nodes.nodes[0]
+        .wait_for_log(|l| {
+            l["level"] == "WARN"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("gateways are per node"))
+        })
+        .await;
+    let session = nodes[0].create_session(TOKEN).await;
+    produce(&nodes[0], &session, "m", 1).await;
+    let metrics = nodes[0]
+        .http
+        .get(nodes[0].http("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchboard_events_appended_total{node=\"node-0\"}")),
+        "{metrics}"
+    );
 }
 
 /// `GET /readyz` of `node`: its status code.
