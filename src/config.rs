@@ -172,9 +172,13 @@ impl Config {
             return Err(invalid(
                 "redis_url",
                 format!(
-                    "needs a PostgreSQL database: several nodes share one PostgreSQL \
-                     (set {} to postgres://…), never a SQLite file",
-                    layers.name("database_url")
+                    "needs a PostgreSQL database: several nodes share one PostgreSQL, never \
+                     a SQLite file (set {} to postgres://…)",
+                    if s.database_url.is_some() {
+                        layers.name("database_url")
+                    } else {
+                        "DATABASE_URL (or --database-url)".to_owned()
+                    }
                 ),
             ));
         }
