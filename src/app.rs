@@ -16,12 +16,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use socketioxide::{ParserConfig, SocketIo};
+use socketioxide::ParserConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
+use crate::cluster::Cluster;
+use crate::cluster::adapter::{NodeAdapter, SocketIo};
 use crate::config::{Config, LlmConfig, LlmProvider};
 use crate::engine::Engine;
 use crate::engine::provider::Provider;
@@ -102,7 +104,24 @@ impl Application {
             }
         };
 
-        crate::metrics::handle();
+        let cluster = match &config.cluster {
+            None => None,
+            Some(cluster) => {
+                let connected = Cluster::connect(cluster, &config.node_id).await?;
+                tracing::info!(
+                    node_id = %config.node_id, redis = %cluster.redis_display(),
+                    "Redis ready: one node of several"
+                );
+                tracing::warn!(
+                    node_id = %config.node_id,
+                    "several nodes: the event log is cluster-wide, but runs, queued runs, \
+                     agent:stop, tool results and approvals, and gateways are per node for \
+                     now (docs/deploy.md, \"Not yet cluster-wide\")"
+                );
+                Some(connected)
+            }
+        };
+        crate::metrics::install(cluster.as_ref().map(Cluster::node_id));
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let writer = crate::db::connect_log_writer(&config)
@@ -115,6 +134,9 @@ impl Application {
             tasks.clone(),
             shutdown.clone(),
         );
+        if let Some(cluster) = &cluster {
+            cluster.start(&log, db.clone(), &tasks, &shutdown).await?;
+        }
         let engine = Engine::new(
             db.clone(),
             log.clone(),
@@ -148,13 +170,14 @@ impl Application {
             auth: Arc::new(auth),
             tasks,
             shutdown,
+            cluster,
         };
         // One limit for a Socket.IO message on every transport: a polling
         // request body, a WebSocket message or frame, and the binary
         // attachments of one packet. Past it the connection is closed.
         let max_message = state.config.max_message_bytes;
         let max_message_usize = usize::try_from(max_message).unwrap_or(usize::MAX);
-        let (socketio_layer, io) = SocketIo::builder()
+        let (socketio_layer, io) = socketioxide::SocketIo::builder()
             .max_payload(max_message)
             .ws_max_message_size(max_message_usize)
             .ws_max_frame_size(max_message_usize)
@@ -163,8 +186,11 @@ impl Application {
             .max_buffer_size(SOCKET_BUFFER_PACKETS)
             .max_buffer_bytes(state.config.limits.max_socket_buffer_bytes)
             .with_state(state.clone())
+            .with_adapter::<NodeAdapter>(state.cluster.as_ref().map(Cluster::adapter))
             .build_layer();
-        crate::realtime::register(&io, &state);
+        crate::realtime::register(&io, &state)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot start the Redis adapter: {error}"))?;
         state.engine.reach_gateways_through(&io);
         let router = crate::http::router(state.clone(), socketio_layer);
         Ok(Self {
@@ -194,7 +220,7 @@ impl Application {
             state,
         } = self;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, "listening");
+        tracing::info!(%addr, node_id = %state.config.node_id, "listening");
 
         let stop_accepting = CancellationToken::new();
         let server = listener.serve(router, stop_accepting.clone());
@@ -240,6 +266,9 @@ impl Application {
             .is_err()
         {
             tracing::warn!("background work still running at the shutdown timeout was dropped");
+        }
+        if let Some(cluster) = &state.cluster {
+            cluster.close().await;
         }
         state.log.close().await.context("closing the database")?;
         state.db.close().await.context("closing the database")?;

@@ -49,12 +49,32 @@ pub struct Config {
     pub log_format: LogFormat,
     /// What a client can make the server hold ([`limits`]).
     pub limits: Limits,
+    /// Set when this server is one node of several (`redis_url`).
+    pub cluster: Option<ClusterConfig>,
+    /// This node's name in logs, metrics and notices between nodes.
+    pub node_id: String,
     /// Set by `serve --dev`.
     pub dev: bool,
     /// Where per-user files (the `--dev` secret) are kept, when set.
     pub data_dir: Option<PathBuf>,
     /// Deprecated settings in use, to be logged once logging is set up.
     pub deprecations: Vec<String>,
+}
+
+/// Several nodes on one PostgreSQL database and one Redis.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub redis_url: SecretString,
+    /// Prefix of every Redis channel of this cluster (the adapter's and
+    /// the commit notices').
+    pub prefix: String,
+}
+
+impl ClusterConfig {
+    /// The Redis URL without credentials, for logs.
+    pub fn redis_display(&self) -> String {
+        redact_url(self.redis_url.expose_secret())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -128,10 +148,38 @@ impl Config {
             reason,
         };
 
-        if s.redis_url.is_some() {
+        let redis_url = s.redis_url.filter(|url| !url.is_empty());
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
             return Err(invalid(
                 "redis_url",
-                "is not implemented: this server runs as a single node; unset it".into(),
+                "must start with redis:// or rediss://".into(),
+            ));
+        }
+        let redis_prefix = s.redis_prefix.unwrap_or_else(|| "switchboard".into());
+        check_node_id(&redis_prefix).map_err(|reason| invalid("redis_prefix", reason))?;
+        let node_id = match s.node_id {
+            Some(id) => check_node_id(&id).map(|()| id),
+            None => Ok(default_node_id()),
+        }
+        .map_err(|reason| invalid("node_id", reason))?;
+        if redis_url.is_some()
+            && s.database_url
+                .as_deref()
+                .is_none_or(|url| !url.starts_with("postgres"))
+        {
+            return Err(invalid(
+                "redis_url",
+                format!(
+                    "needs a PostgreSQL database: several nodes share one PostgreSQL, never \
+                     a SQLite file (set {} to postgres://…)",
+                    if s.database_url.is_some() {
+                        layers.name("database_url")
+                    } else {
+                        "DATABASE_URL (or --database-url)".to_owned()
+                    }
+                ),
             ));
         }
 
@@ -220,6 +268,11 @@ impl Config {
                 ..Default::default()
             },
             log_format: s.log_format.unwrap_or(LogFormat::Text),
+            cluster: redis_url.map(|url| ClusterConfig {
+                redis_url: SecretString::from(url),
+                prefix: redis_prefix,
+            }),
+            node_id,
             limits,
             dev,
             data_dir: s.data_dir,
@@ -298,6 +351,39 @@ fn api_token(user_id: String, token: String) -> Result<ApiToken, String> {
     })
 }
 
+/// A node id: 1 to 64 of `A-Z a-z 0-9 . _ -` (it goes into metric labels
+/// and log fields as it is).
+fn check_node_id(id: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if id.is_empty() || id.len() > 64 || !id.chars().all(allowed) {
+        return Err(format!(
+            "{id:?} must be 1 to 64 letters, digits, `.`, `_` or `-`"
+        ));
+    }
+    Ok(())
+}
+
+/// `HOSTNAME-PID` (the host's name as the kernel has it, cut to what a node
+/// id allows), or a UUID v7 when the host has no usable name. Unique among
+/// live processes, readable in logs; a restarted process is a new node.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(48)
+        .collect();
+    if host.is_empty() {
+        uuid::Uuid::now_v7().to_string()
+    } else {
+        format!("{host}-{}", std::process::id())
+    }
+}
+
 fn redact_url(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.rsplit_once('@') {
@@ -343,6 +429,15 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://x"), None);
+    }
+
+    #[test]
+    fn node_ids_are_short_and_plain() {
+        assert!(check_node_id("node-1.eu_west").is_ok());
+        assert!(check_node_id("").is_err());
+        assert!(check_node_id("a b").is_err());
+        assert!(check_node_id(&"x".repeat(65)).is_err());
+        assert!(check_node_id(&default_node_id()).is_ok());
     }
 
     #[test]

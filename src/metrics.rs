@@ -3,7 +3,12 @@
 //! Counters (all `switchboard_…`): `handshakes_total{namespace,outcome}`,
 //! `events_appended_total`, `event_deliveries_total` (live and catch-up),
 //! `subscriber_catch_ups_total`, `subscribers_dropped_lagging_total`,
-//! `runs_started_total`, `runs_finished_total{reason}`.
+//! `runs_started_total`, `runs_finished_total{reason}`. With several nodes
+//! (`redis_url`), every series carries the label `node` (the node id), and
+//! `cluster_notices_sent_total`, `cluster_notices_received_total`,
+//! `cluster_notices_dropped_total`, `cluster_gap_events_total` (events
+//! read from the database because another node committed them) and
+//! `cluster_head_checks_total` count what goes between nodes.
 
 use std::sync::OnceLock;
 
@@ -16,14 +21,29 @@ pub const CATCH_UPS: &str = "switchboard_subscriber_catch_ups_total";
 pub const LAGGING_DROPS: &str = "switchboard_subscribers_dropped_lagging_total";
 pub const RUNS_STARTED: &str = "switchboard_runs_started_total";
 pub const RUNS_FINISHED: &str = "switchboard_runs_finished_total";
+pub const CLUSTER_NOTICES_SENT: &str = "switchboard_cluster_notices_sent_total";
+pub const CLUSTER_NOTICES_RECEIVED: &str = "switchboard_cluster_notices_received_total";
+pub const CLUSTER_NOTICES_DROPPED: &str = "switchboard_cluster_notices_dropped_total";
+pub const CLUSTER_GAP_EVENTS: &str = "switchboard_cluster_gap_events_total";
+pub const CLUSTER_HEAD_CHECKS: &str = "switchboard_cluster_head_checks_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder (once) and returns its handle.
 pub fn handle() -> PrometheusHandle {
+    install(None)
+}
+
+/// Installs the process-wide recorder (once), every series labelled with
+/// `node` when given, and returns its handle.
+pub fn install(node: Option<&str>) -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let mut builder = PrometheusBuilder::new();
+            if let Some(node) = node {
+                builder = builder.add_global_label("node", node);
+            }
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
@@ -42,6 +62,26 @@ pub fn handle() -> PrometheusHandle {
                 (LAGGING_DROPS, "Subscribers dropped with session:lagged"),
                 (RUNS_STARTED, "Agent runs started"),
                 (RUNS_FINISHED, "Agent runs finished, by reason"),
+                (
+                    CLUSTER_NOTICES_SENT,
+                    "Commit notices published to other nodes",
+                ),
+                (
+                    CLUSTER_NOTICES_RECEIVED,
+                    "Commit notices received from other nodes",
+                ),
+                (
+                    CLUSTER_NOTICES_DROPPED,
+                    "Commit notices not published (queue full or Redis unreachable)",
+                ),
+                (
+                    CLUSTER_GAP_EVENTS,
+                    "Events other nodes committed, read from the database for local subscribers",
+                ),
+                (
+                    CLUSTER_HEAD_CHECKS,
+                    "Periodic reads of the database head of locally watched sessions",
+                ),
             ] {
                 metrics::describe_counter!(name, help);
             }

@@ -27,4 +27,6 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
+    /// The other nodes, when this server is one of several.
+    pub cluster: Option<crate::cluster::Cluster>,
 }

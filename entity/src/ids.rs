@@ -106,6 +106,7 @@ impl CallId {
 /// before the first event (an empty log's head).
 #[derive(
     Debug,
+    Default,
     Clone,
     Copy,
     PartialEq,
@@ -145,6 +146,16 @@ impl Seq {
         Self(self.0 - 1)
     }
 
+    /// How many seqs lie after `earlier` up to this one (0 when this one
+    /// is not past it).
+    pub const fn count_after(self, earlier: Seq) -> u64 {
+        if self.0 > earlier.0 {
+            (self.0 - earlier.0) as u64
+        } else {
+            0
+        }
+    }
+
     /// The first of the `count` seqs that end with this one (this one when
     /// `count` is 1).
     pub const fn first_of_last(self, count: i64) -> Self {
@@ -181,6 +192,8 @@ mod tests {
         );
         assert_eq!(seq.to_string(), "2");
         assert_eq!(Seq::new(10).first_of_last(3), Seq::new(8));
+        assert_eq!(Seq::new(10).count_after(Seq::new(7)), 3);
+        assert_eq!(Seq::new(7).count_after(Seq::new(10)), 0);
     }
 
     #[test]

@@ -11,10 +11,12 @@
 //! `runs [RUNS] [DELTAS_PER_SECOND]` (200 concurrent agent runs against a
 //! mock provider streaming 50 deltas/s each, by default:
 //! provider→subscriber delta latency), `stop` (time from `agent:stop` to
-//! its ack while other runs stream).
+//! its ack while other runs stream), and, not in `all` (it needs PostgreSQL
+//! and Redis), `cluster` (two nodes: the latency of the cross-node hop).
 //! Each scenario starts `target/release/switchboard` on a fresh SQLite
 //! database in a temporary directory, on loopback.
 
+mod cluster;
 #[path = "../../tests/support/raw_client.rs"]
 mod raw_client;
 mod runs;
@@ -438,5 +440,9 @@ async fn main() {
     }
     if all || which == "stop" {
         runs::stop().await;
+    }
+    // Not in `all`: it needs PostgreSQL and Redis.
+    if which == "cluster" {
+        cluster::cluster().await;
     }
 }

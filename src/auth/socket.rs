@@ -1,7 +1,7 @@
 //! The Socket.IO connect middleware shared by `/agent` and `/gateway`.
 
+use crate::cluster::adapter::SocketRef;
 use serde_json::Value;
-use socketioxide::extract::SocketRef;
 
 use super::{Attempt, Context, Failure, Identity};
 use crate::http::client::ClientAddr;

@@ -142,9 +142,20 @@ pub struct Settings {
     #[serde(deserialize_with = "value::number::deserialize")]
     pub tool_timeout_ms: Option<u64>,
 
-    /// Not implemented (one node only): refused at start.
-    #[arg(long, value_name = "URL", hide = true)]
+    /// `redis://…`: run as one node of several, with every node on the same
+    /// PostgreSQL database and this Redis (docs/deploy.md) [default: unset, one node]
+    #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
+
+    /// Prefix of the Redis channels, shared by the nodes of one cluster
+    /// [default: switchboard]
+    #[arg(long, value_name = "PREFIX")]
+    pub redis_prefix: Option<String>,
+
+    /// This node's name in logs, metrics and messages between nodes
+    /// [default: HOSTNAME-PID]
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
 
     /// Requests per minute and client address to POST /v1/auth/socket-token [default: 20]
     #[arg(long, value_name = "N")]

@@ -18,10 +18,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::cluster::adapter::{SocketIo, SocketRef};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use socketioxide::SocketIo;
-use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 
 use super::EngineError;

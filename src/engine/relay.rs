@@ -11,10 +11,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::adapter::SocketRef;
 use entity::tool_call;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use socketioxide::extract::SocketRef;
 use tokio::sync::Notify;
 
 use super::calls::{self, Approval, CallStatus, Decision};

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::events::{self, MAX_X_TYPE_BYTES};
 use crate::http::extract::Query;
 use crate::ids::{Seq, SessionId};
-use crate::log::{NewEvent, Sink};
+use crate::log::{NewEvent, Sink, Window};
 use crate::sessions;
 use crate::state::AppState;
 
@@ -234,7 +234,15 @@ pub async fn stream(
     let sink_id = sink.id();
     let pending = state
         .log
-        .prepare_subscription(&id, sink, after, session.first_seq)
+        .prepare_subscription(
+            &id,
+            sink,
+            after,
+            Window {
+                head_seq: session.head_seq,
+                first_seq: session.first_seq,
+            },
+        )
         .await?;
     let preamble = pending.truncated_to.map(|first_seq| {
         Ok(Event::default()

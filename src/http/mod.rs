@@ -38,7 +38,10 @@ use handshake::HandshakeLimiter;
 /// ([`client::resolve_client`]), tracing, the `Host` allow-list, the
 /// `Origin` check and CORS, the refusal while shutting down, the handshake
 /// limiter, Socket.IO, and the body limits.
-pub fn router(state: AppState, socketio: socketioxide::layer::SocketIoLayer) -> Router {
+pub fn router(
+    state: AppState,
+    socketio: socketioxide::layer::SocketIoLayer<crate::cluster::adapter::NodeAdapter>,
+) -> Router {
     let rate = state.config.socket_token_rate_per_minute.max(1);
     let governor = GovernorConfigBuilder::default()
         .key_extractor(ClientKeyExtractor)

@@ -24,6 +24,11 @@
 //! - A subscriber that cannot take a single event for `lag_timeout` is sent
 //!   `session:lagged { session_id, last_seq }` and dropped; it resubscribes
 //!   with `after_seq = last_seq` when it can keep up again.
+//! - **Several nodes** ([`cluster`]): each node publishes to its own
+//!   subscribers; a head another node committed is read from the database
+//!   once per session and published like a local commit. Catch-up pages
+//!   read from the database never go past the published head, so nothing
+//!   committed but not yet published is handed over twice.
 //! - **Bounded by bytes.** Every page read from the database (HTTP pages,
 //!   catch-up batches) holds at most `page_bytes` of events, but at least
 //!   one; the tail is bounded per session and across sessions
@@ -31,6 +36,7 @@
 //!   database at once, so a reconnect storm holds a few pages, not one per
 //!   subscriber.
 
+mod cluster;
 pub mod event;
 pub mod sink;
 pub mod store;
@@ -40,7 +46,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -52,6 +58,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Identity;
 use crate::ids::{Seq, SessionId};
 use crate::sessions::SessionError;
+pub use cluster::Commit;
 pub use event::{Committed, NewEvent, Window};
 pub use sink::{Sink, SinkId};
 use store::Outcome;
@@ -164,6 +171,8 @@ struct Inner {
     catch_up_reads: Arc<Semaphore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Set when this server is one node of several ([`cluster`]).
+    cluster: OnceLock<cluster::Link>,
 }
 
 /// One session's writer queue, tail and subscribers.
@@ -189,6 +198,10 @@ struct State {
     /// The last published events, contiguous, ending at `head`.
     tail: Tail,
     subscribers: HashMap<SinkId, Subscriber>,
+    /// With several nodes: the highest head learnt from other nodes, and
+    /// whether a fill task is reading up to it ([`cluster`]).
+    learnt: Seq,
+    filling: bool,
 }
 
 struct Subscriber {
@@ -288,6 +301,7 @@ impl EventLog {
                 tail_bytes: Arc::default(),
                 tasks,
                 shutdown,
+                cluster: OnceLock::new(),
             }),
         };
         if let Some(max_age) = log.inner.settings.max_age {
@@ -361,17 +375,27 @@ impl EventLog {
         Err(LogError::Restarting)
     }
 
-    /// Prepares a subscription from `after` (exclusive). Errors: `conflict`
-    /// when `after` is beyond the head.
+    /// Prepares a subscription from `after` (exclusive). `stored` is the
+    /// session's row as the caller has just read it. Errors: `conflict`
+    /// when `after` is beyond the head — with several nodes, the database's
+    /// head (another node may have committed what this one has not heard
+    /// of yet).
     pub async fn prepare_subscription(
         &self,
         session: &SessionId,
         sink: Sink,
         after: Seq,
-        first_seq: Seq,
+        stored: Window,
     ) -> Result<Pending, LogError> {
         let log = self.session(session).await?;
-        let head_seq = log.state.lock().expect("log state").head;
+        let mut head_seq = log.state.lock().expect("log state").head;
+        if self.clustered() && stored.head_seq > head_seq {
+            // Another node committed what this one has not published yet:
+            // the fill task publishes it, the catch-up reads up to it.
+            log.learn(stored.head_seq);
+            head_seq = stored.head_seq;
+        }
+        let first_seq = stored.first_seq;
         if after > head_seq {
             return Err(LogError::AfterHead {
                 after,
@@ -480,6 +504,8 @@ impl EventLog {
                 head: window.head_seq,
                 tail: Tail::new(&self.inner.settings, self.inner.tail_bytes.clone()),
                 subscribers: HashMap::new(),
+                learnt: window.head_seq,
+                filling: false,
             }),
             catch_up_reads: self.inner.catch_up_reads.clone(),
             tasks: self.inner.tasks.clone(),

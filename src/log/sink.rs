@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use socketioxide::extract::SocketRef;
+use crate::cluster::adapter::SocketRef;
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc};
 

@@ -39,6 +39,8 @@ pub struct Group<'a> {
     pub requests: &'a [Vec<NewEvent>],
     /// Only with a single request: its events' seqs are handed to it.
     pub effect: Option<&'a dyn Effect>,
+    /// Other nodes append to this session too (PostgreSQL, several nodes).
+    pub shared: bool,
 }
 
 /// Appends one session's requests in one transaction (group commit).
@@ -65,6 +67,7 @@ pub async fn append_groups(
     groups: &[Group<'_>],
     max_events: Option<u64>,
 ) -> Result<Vec<Vec<Outcome>>, StoreError> {
+    lock_keyed_sessions(txn, groups).await?;
     let mut seen = stored_keys(txn, groups).await?;
     let mut new = new_events(groups, &mut seen);
     let now = crate::time::now();
@@ -75,6 +78,43 @@ pub async fn append_groups(
         prune_to(txn, &heads, max).await?;
     }
     Ok(new.outcomes)
+}
+
+/// With several nodes, two of them may append events with the same
+/// idempotency key to one session at once: both would find the key unused,
+/// and the second insert would break the unique index. So a shared group
+/// that carries keys first locks its session's row (the lock the seq
+/// allocation takes anyway, taken earlier), and reads the stored keys
+/// after the other node's commit (READ COMMITTED reads the latest commit
+/// in each statement). Seqs need no such lock: the allocation's `UPDATE`
+/// already serialises appends to one session across nodes.
+async fn lock_keyed_sessions(txn: &DatabaseTransaction, groups: &[Group<'_>]) -> Result<(), DbErr> {
+    let mut keyed: Vec<&str> = groups
+        .iter()
+        .filter(|g| {
+            g.shared
+                && g.requests
+                    .iter()
+                    .flatten()
+                    .any(|e| e.idempotency_key.is_some())
+        })
+        .map(|g| g.session_id.as_str())
+        .collect();
+    if keyed.is_empty() {
+        return Ok(());
+    }
+    keyed.sort_unstable();
+    keyed.dedup();
+    session::Entity::find()
+        .select_only()
+        .column(session::Column::Id)
+        .filter(session::Column::Id.is_in(keyed))
+        .order_by_asc(session::Column::Id)
+        .lock_exclusive()
+        .into_tuple::<String>()
+        .all(txn)
+        .await?;
+    Ok(())
 }
 
 /// The idempotency keys of the groups' events that each session already

@@ -72,10 +72,20 @@ impl SessionLog {
             head,
             tail,
             subscribers,
+            ..
         } = &mut *state;
+        if last.seq <= *head {
+            // Already known (another node's commit, learnt first, that
+            // included these): every subscriber gets them from the log.
+            return;
+        }
         if first.seq != head.next() {
             // Someone else appended to this session in between (another
             // node): whoever is live reads the difference from the database.
+            if first.seq > head.next() && !subscribers.is_empty() {
+                metrics::counter!(crate::metrics::CLUSTER_GAP_EVENTS)
+                    .increment(first.seq.prev().count_after(*head));
+            }
             tail.clear();
             for (id, sub) in subscribers.iter_mut().filter(|(_, s)| s.live) {
                 sub.live = false;
@@ -119,6 +129,33 @@ impl SessionLog {
                 sub.cancelled.store(true, Ordering::SeqCst);
             }
         }
+    }
+
+    /// Another node committed up to `to` (learnt from a notice, a head
+    /// check or the database): live subscribers read what they miss from
+    /// the database, then rejoin live delivery. Nothing when `to` is not
+    /// past the head.
+    pub(super) fn advance(self: &Arc<Self>, to: Seq) {
+        let mut state = self.state.lock().expect("log state");
+        let State {
+            head,
+            tail,
+            subscribers,
+            ..
+        } = &mut *state;
+        if to <= *head {
+            return;
+        }
+        if !subscribers.is_empty() {
+            metrics::counter!(crate::metrics::CLUSTER_GAP_EVENTS).increment(to.count_after(*head));
+        }
+        // The tail ends at the head; what lies between is not in memory.
+        tail.clear();
+        for (id, sub) in subscribers.iter_mut().filter(|(_, s)| s.live) {
+            sub.live = false;
+            self.spawn_catch_up(id.clone(), sub.sink.clone(), sub.cancelled.clone(), *head);
+        }
+        *head = to;
     }
 
     fn spawn_catch_up(
@@ -218,7 +255,7 @@ async fn next_page<'a>(
     cursor: Seq,
 ) -> Next<'a> {
     let page_bytes = log.settings.page_bytes;
-    let from_tail = {
+    let (from_tail, head) = {
         let mut state = log.state.lock().expect("log state");
         if cursor >= state.head {
             if let Some(sub) = state.subscribers.get_mut(id)
@@ -228,7 +265,7 @@ async fn next_page<'a>(
             }
             return Next::Live;
         }
-        state.tail.after(cursor, PAGE, page_bytes)
+        (state.tail.after(cursor, PAGE, page_bytes), state.head)
     };
     if let Some(page) = from_tail {
         return Next::Page(page, None);
@@ -236,7 +273,14 @@ async fn next_page<'a>(
     // The semaphore is never closed; were it, reading without is harmless.
     let permit = log.catch_up_reads.acquire().await.ok();
     match store::read_page(&log.db, &log.id, cursor, PAGE as u64, page_bytes).await {
-        Ok(page) => Next::Page(page.events, permit),
+        Ok(mut page) => {
+            // Never past the head read above: what follows it is handed
+            // over by publishing (or by the next catch-up), so that nothing
+            // committed but not yet published is delivered twice.
+            let published = page.events.partition_point(|e| e.seq <= head);
+            page.events.truncate(published);
+            Next::Page(page.events, permit)
+        }
         Err(error) => {
             drop(permit);
             tracing::warn!(session_id = %log.id, %error, "catch-up read failed; retrying");

@@ -57,14 +57,17 @@ pub(super) async fn run(
                     Err(_) => break,
                 }
             }
-            commit(&log, committer.as_ref(), batch).await;
+            commit(&log, committer.as_ref(), inner.cluster.get(), batch).await;
         }
     }
 }
 
+/// `cluster`: with several nodes, where the commit is announced (after
+/// local delivery: no subscriber here waits for Redis).
 async fn commit(
     log: &Arc<SessionLog>,
     committer: Option<&mpsc::Sender<Job>>,
+    cluster: Option<&super::cluster::Link>,
     mut batch: Vec<AppendRequest>,
 ) {
     let requests: Vec<_> = batch
@@ -98,6 +101,7 @@ async fn commit(
                 session_id: &log.id,
                 requests: &requests,
                 effect: effect.as_deref(),
+                shared: cluster.is_some(),
             };
             store::append(&log.db, group, log.settings.max_events).await
         }
@@ -110,6 +114,9 @@ async fn commit(
                 .collect();
             metrics::counter!(crate::metrics::EVENTS_APPENDED).increment(committed.len() as u64);
             log.publish(&committed);
+            if let (Some(cluster), Some(last)) = (cluster, committed.last()) {
+                cluster.committed(&log.id, last.seq);
+            }
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = request.reply.send(Ok(outcome));
             }
@@ -216,6 +223,8 @@ impl Job {
             session_id: &self.session,
             requests: &self.requests,
             effect: self.effect.as_deref(),
+            // SQLite: one node only.
+            shared: false,
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The acknowledgement envelope of PROTOCOL §4.1: `{ ok: true, … }` or
 //! `{ ok: false, error: { code, message } }`.
 
+use crate::cluster::adapter::AckSender;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use socketioxide::extract::AckSender;
 
 use crate::error::{ApiError, ErrorCode};
 

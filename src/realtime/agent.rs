@@ -6,13 +6,15 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State};
+use socketioxide::extract::{Extension, State};
+
+use crate::cluster::adapter::{AckSender, SocketRef};
 
 use super::{Request, ack};
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::ids::{Seq, SessionId};
-use crate::log::Sink;
+use crate::log::{Sink, Window};
 use crate::payload::parse;
 use crate::sessions::{self, SessionView, messages};
 use crate::state::AppState;
@@ -123,10 +125,13 @@ async fn subscribe(
                  allowed: unsubscribe from one first"
             )));
         }
-        let first_seq = session.first_seq;
+        let stored = Window {
+            head_seq: session.head_seq,
+            first_seq: session.first_seq,
+        };
         let pending = state
             .log
-            .prepare_subscription(&id, Sink::Socket(s.clone()), after, first_seq)
+            .prepare_subscription(&id, Sink::Socket(s.clone()), after, stored)
             .await?;
         Ok((id, SessionView::from(session), pending))
     };

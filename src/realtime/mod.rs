@@ -10,8 +10,9 @@ pub mod runs;
 pub mod tools;
 
 use serde_json::Value;
-use socketioxide::SocketIo;
-use socketioxide::extract::{AckSender, Event, Extension, SocketRef, TryData};
+use socketioxide::extract::{Event, Extension, TryData};
+
+use crate::cluster::adapter::{AckSender, SocketIo, SocketRef};
 use socketioxide::handler::ConnectHandler;
 
 use crate::auth::Identity;
@@ -30,7 +31,11 @@ use request::{Admitted, Request, RequestBudget};
 /// connect handler itself as a separate task after answering, and a request
 /// sent right after `connect` could arrive before a handler registered
 /// there exists (and be dropped without an ack).
-pub fn register(io: &SocketIo, state: &AppState) {
+///
+/// With several nodes, resolves once both namespaces' Redis adapters are
+/// subscribed (an error names what failed); at once on a single node.
+pub async fn register(io: &SocketIo, state: &AppState) -> Result<(), String> {
+    let mut adapters = Vec::new();
     for (ns, handlers) in [
         (AGENT_NS, agent_handlers as fn(&SocketRef)),
         (GATEWAY_NS, gateway_handlers),
@@ -43,8 +48,12 @@ pub fn register(io: &SocketIo, state: &AppState) {
             handlers(&s);
             Ok::<(), crate::auth::socket::Unauthorized>(())
         };
-        io.ns(ns, connected.with(middleware));
+        adapters.push(io.ns(ns, connected.with(middleware)));
     }
+    for adapter in adapters {
+        adapter.await?;
+    }
+    Ok(())
 }
 
 async fn connected(s: SocketRef) {

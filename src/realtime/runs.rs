@@ -3,7 +3,9 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State};
+use socketioxide::extract::{Extension, State};
+
+use crate::cluster::adapter::{AckSender, SocketRef};
 
 use super::{Request, ack};
 use crate::auth::Identity;

@@ -4,7 +4,9 @@
 
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, Extension, SocketRef, State};
+use socketioxide::extract::{Extension, State};
+
+use crate::cluster::adapter::{AckSender, SocketRef};
 use socketioxide::socket::DisconnectReason;
 
 use super::{Request, ack};

@@ -73,6 +73,9 @@ fn collect(stream: impl tokio::io::AsyncRead + Unpin + Send + 'static, lines: Li
 }
 
 /// A server to start: environment and flags on top of a fresh database.
+/// Clones share the database (and the directory): that is how several
+/// nodes of one cluster are started ([`Nodes`]).
+#[derive(Clone)]
 pub struct ServerBuilder {
     dir: Arc<TempDir>,
     database_url: Arc<tokio::sync::OnceCell<String>>,
@@ -647,5 +650,156 @@ impl Socket {
 
     pub async fn disconnect(self) {
         let _ = self.client.disconnect().await;
+    }
+}
+
+/// Several `switchboard serve` processes on one fresh PostgreSQL database
+/// and one Redis, with Redis channels of their own (a prefix unique to the
+/// test, so that tests running at once never hear each other).
+pub struct Nodes {
+    pub nodes: Vec<TestServer>,
+    pub redis_url: String,
+    /// Starts one more server on the same database (with Redis or without).
+    pub builder: ServerBuilder,
+}
+
+impl Nodes {
+    /// `count` nodes named `node-0`, `node-1`, …; `None`, after printing
+    /// why, when `SWITCHBOARD_TEST_POSTGRES_URL` or
+    /// `SWITCHBOARD_TEST_REDIS_URL` is unset (CI's PostgreSQL pass sets
+    /// both).
+    pub async fn spawn(count: usize) -> Option<Self> {
+        let (Ok(_), Ok(redis_url)) = (
+            std::env::var("SWITCHBOARD_TEST_POSTGRES_URL"),
+            std::env::var("SWITCHBOARD_TEST_REDIS_URL"),
+        ) else {
+            eprintln!(
+                "skipped: a multi-node test needs SWITCHBOARD_TEST_POSTGRES_URL and \
+                 SWITCHBOARD_TEST_REDIS_URL"
+            );
+            return None;
+        };
+        Self::spawn_on(count, &redis_url).await
+    }
+
+    /// Like [`Nodes::spawn`], on the Redis at `redis_url` (a [`PrivateRedis`]).
+    pub async fn spawn_on(count: usize, redis_url: &str) -> Option<Self> {
+        if std::env::var("SWITCHBOARD_TEST_POSTGRES_URL").is_err() {
+            eprintln!("skipped: a multi-node test needs SWITCHBOARD_TEST_POSTGRES_URL");
+            return None;
+        }
+        let redis_url = redis_url.to_owned();
+        let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
+        let builder = ServerBuilder::with_auth();
+        let mut nodes = Vec::with_capacity(count);
+        for i in 0..count {
+            let node = builder
+                .clone()
+                .env("SWITCHBOARD_REDIS_URL", &redis_url)
+                .env("SWITCHBOARD_REDIS_PREFIX", &prefix)
+                .env("SWITCHBOARD_NODE_ID", &format!("node-{i}"))
+                .spawn()
+                .await;
+            nodes.push(node);
+        }
+        Some(Self {
+            nodes,
+            redis_url,
+            builder,
+        })
+    }
+
+    /// Runs `redis-cli` against the test Redis; panics when it fails.
+    pub fn redis(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .arg("-u")
+            .arg(&self.redis_url)
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl std::ops::Index<usize> for Nodes {
+    type Output = TestServer;
+    fn index(&self, i: usize) -> &TestServer {
+        &self.nodes[i]
+    }
+}
+
+/// A `redis-server` of the test's own on a free loopback port, to stop and
+/// start again (the shared one must stay up for the other tests).
+pub struct PrivateRedis {
+    port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// `None`, after printing why, without `SWITCHBOARD_TEST_REDIS_URL`
+    /// (where it is set, `redis-server` is installed) or PostgreSQL.
+    pub async fn start() -> Option<Self> {
+        if std::env::var("SWITCHBOARD_TEST_REDIS_URL").is_err()
+            || std::env::var("SWITCHBOARD_TEST_POSTGRES_URL").is_err()
+        {
+            eprintln!(
+                "skipped: a multi-node test needs SWITCHBOARD_TEST_POSTGRES_URL and \
+                 SWITCHBOARD_TEST_REDIS_URL"
+            );
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = Self {
+            port,
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        redis.restart().await;
+        Some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (as a crash would) and waits for it to exit.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill redis-server");
+        }
+    }
+
+    /// Starts the server on its port and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        let mut child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn redis-server");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.expect("redis-server output") {
+                if line.contains("Ready to accept connections") {
+                    return;
+                }
+            }
+            panic!("redis-server exited before it was ready");
+        })
+        .await
+        .expect("redis-server ready in time");
+        // Keep reading, so that its output never blocks it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.child = Some(child);
     }
 }

@@ -2,6 +2,7 @@
 //! driven through HTTP and a Rust Socket.IO client.
 
 mod cli;
+mod cluster;
 mod console;
 mod handshake;
 mod helpers;
@@ -15,6 +16,7 @@ mod limits_runs;
 mod limits_transport;
 mod log;
 mod log_commits;
+mod log_heads;
 mod mock_llm;
 mod provider;
 mod run_failures;

@@ -86,15 +86,16 @@ async fn a_bad_toml_key_is_named_once() {
 }
 
 #[tokio::test]
-async fn a_setting_the_server_does_not_implement_is_refused() {
-    let (ok, _, stderr) = ServerBuilder::with_auth()
-        .env("SWITCHBOARD_REDIS_URL", "redis://127.0.0.1:6379")
-        .run(&["serve", "--bind", "127.0.0.1:0"])
-        .await;
+async fn several_nodes_on_a_sqlite_file_are_refused() {
+    let builder = on_sqlite(ServerBuilder::with_auth(), "sb.db")
+        .env("SWITCHBOARD_REDIS_URL", "redis://127.0.0.1:6379");
+    let (ok, _, stderr) = builder.run(&["serve", "--bind", "127.0.0.1:0"]).await;
     assert!(!ok);
     let line = failure_line(&stderr);
     assert!(
-        line.contains("SWITCHBOARD_REDIS_URL") && line.contains("not implemented"),
+        line.contains("SWITCHBOARD_REDIS_URL")
+            && line.contains("PostgreSQL")
+            && line.contains("DATABASE_URL"),
         "{line}"
     );
 }
