@@ -114,9 +114,8 @@ impl Application {
                 );
                 tracing::warn!(
                     node_id = %config.node_id,
-                    "several nodes: the event log is cluster-wide, but runs, queued runs, \
-                     agent:stop, tool results and approvals, and gateways are per node for \
-                     now (docs/deploy.md, \"Not yet cluster-wide\")"
+                    "several nodes: gateways are per node for now \
+                     (docs/deploy.md, \"Not yet cluster-wide\")"
                 );
                 Some(connected)
             }
@@ -146,10 +145,20 @@ impl Application {
                 heartbeat: HEARTBEAT,
                 tool_timeout: config.tool_timeout,
                 limits: config.limits.clone(),
+                nodes: config
+                    .cluster
+                    .as_ref()
+                    .map(|c| crate::engine::NodeSettings {
+                        node: config.node_id.as_str().into(),
+                        lease: c.run_lease,
+                    }),
             },
             tasks.clone(),
             shutdown.clone(),
         );
+        if let Some(cluster) = &cluster {
+            engine.join_cluster(cluster.clone()).await?;
+        }
         let recovered = engine
             .recover()
             .await

@@ -65,9 +65,11 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
     pub redis_url: SecretString,
-    /// Prefix of every Redis channel of this cluster (the adapter's and
-    /// the commit notices').
+    /// Prefix of every Redis channel of this cluster (the adapter's, the
+    /// commit notices' and the runs' control messages).
     pub prefix: String,
+    /// How long a node's hold on a session's run lasts unless renewed.
+    pub run_lease: Duration,
 }
 
 impl ClusterConfig {
@@ -158,6 +160,10 @@ impl Config {
             ));
         }
         let redis_prefix = s.redis_prefix.unwrap_or_else(|| "switchboard".into());
+        let run_lease = s.run_lease.unwrap_or(Duration::from_secs(10));
+        if run_lease < Duration::from_millis(500) {
+            return Err(invalid("run_lease", "must be at least 500ms".into()));
+        }
         check_node_id(&redis_prefix).map_err(|reason| invalid("redis_prefix", reason))?;
         let node_id = match s.node_id {
             Some(id) => check_node_id(&id).map(|()| id),
@@ -271,6 +277,7 @@ impl Config {
             cluster: redis_url.map(|url| ClusterConfig {
                 redis_url: SecretString::from(url),
                 prefix: redis_prefix,
+                run_lease,
             }),
             node_id,
             limits,

@@ -26,6 +26,11 @@ pub const CLUSTER_NOTICES_RECEIVED: &str = "switchboard_cluster_notices_received
 pub const CLUSTER_NOTICES_DROPPED: &str = "switchboard_cluster_notices_dropped_total";
 pub const CLUSTER_GAP_EVENTS: &str = "switchboard_cluster_gap_events_total";
 pub const CLUSTER_HEAD_CHECKS: &str = "switchboard_cluster_head_checks_total";
+pub const CLUSTER_LEASES_TAKEN: &str = "switchboard_cluster_leases_taken_total";
+pub const CLUSTER_LEASES_TAKEN_OVER: &str = "switchboard_cluster_leases_taken_over_total";
+pub const CLUSTER_LEASES_LOST: &str = "switchboard_cluster_leases_lost_total";
+pub const CLUSTER_CONTROL_SENT: &str = "switchboard_cluster_control_sent_total";
+pub const CLUSTER_CONTROL_RECEIVED: &str = "switchboard_cluster_control_received_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -81,6 +86,26 @@ pub fn install(node: Option<&str>) -> PrometheusHandle {
                 (
                     CLUSTER_HEAD_CHECKS,
                     "Periodic reads of the database head of locally watched sessions",
+                ),
+                (
+                    CLUSTER_LEASES_TAKEN,
+                    "Session run leases this node took to run a session's runs",
+                ),
+                (
+                    CLUSTER_LEASES_TAKEN_OVER,
+                    "Session run leases taken over from a node that stopped renewing them",
+                ),
+                (
+                    CLUSTER_LEASES_LOST,
+                    "Session run leases this node found taken over by another node",
+                ),
+                (
+                    CLUSTER_CONTROL_SENT,
+                    "Run control messages (stop, interrupt, wake) sent to other nodes",
+                ),
+                (
+                    CLUSTER_CONTROL_RECEIVED,
+                    "Run control messages received from other nodes",
                 ),
             ] {
                 metrics::describe_counter!(name, help);

@@ -18,6 +18,10 @@ pub struct Model {
     pub usage: Option<String>,
     /// The node that executes the run (its lease holder).
     pub node: Option<String>,
+    /// A queued run's message, until it starts.
+    pub content: Option<String>,
+    /// A queued run's `client_msg_id`.
+    pub client_msg_id: Option<String>,
     pub created_at: DateTimeUtc,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,

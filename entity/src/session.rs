@@ -18,6 +18,13 @@ pub struct Model {
     pub first_seq: Seq,
     /// JSON object, as text.
     pub metadata: String,
+    /// The node holding the session's run lease (several nodes).
+    pub lease_node: Option<String>,
+    /// Raised by one at every taking of the lease; a run's writes commit
+    /// only while it is unchanged (fencing).
+    pub lease_epoch: i64,
+    /// When the lease ends unless its node renews it.
+    pub lease_until: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

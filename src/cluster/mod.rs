@@ -24,8 +24,11 @@
 //!   it to reveal the gap), during a Redis restart or in a full buffer
 //!   delays delivery by at most that long.
 //!
-//! Not yet cluster-wide (docs/deploy.md): runs, queued runs, control
-//! messages, the gateway registry and housekeeping stay per node.
+//! - **Runs' control messages** on `{prefix}-runs`, for the engine
+//!   (`engine::nodes`): stop, interrupt, a call's result to its run.
+//!
+//! Not yet cluster-wide (docs/deploy.md): the gateway registry and
+//! housekeeping stay per node.
 
 pub mod adapter;
 
@@ -81,6 +84,8 @@ struct Inner {
     driver: FredDriver,
     /// `{prefix}-log`: commit notices.
     channel: String,
+    /// `{prefix}-runs`: the engine's control messages between nodes.
+    runs_channel: String,
 }
 
 /// What goes between nodes on `{prefix}-log`: the node that committed and
@@ -121,6 +126,7 @@ impl Cluster {
                 node_id: node_id.to_owned(),
                 prefix: config.prefix.clone(),
                 channel: format!("{}-log", config.prefix),
+                runs_channel: format!("{}-runs", config.prefix),
                 client,
                 driver,
             }),
@@ -178,6 +184,33 @@ impl Cluster {
         );
         tasks.spawn(check_heads(self.clone(), log.clone(), db, shutdown.clone()).instrument(span));
         Ok(())
+    }
+
+    /// Subscribes to the runs' control messages (`{prefix}-runs`), keeping
+    /// at most `buffer` unread.
+    pub async fn runs_messages(&self, buffer: usize) -> anyhow::Result<MessageStream<ChanItem>> {
+        self.inner
+            .driver
+            .subscribe(self.inner.runs_channel.clone(), buffer)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to Redis: {e}"))
+    }
+
+    /// Publishes a control message of the runs to every node (this one
+    /// included); fails when Redis does not take it in time.
+    pub async fn publish_runs_message(&self, bytes: Vec<u8>) -> Result<(), String> {
+        let sent = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            self.inner
+                .driver
+                .publish(self.inner.runs_channel.clone(), bytes),
+        )
+        .await;
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {REDIS_TIMEOUT:?}")),
+        }
     }
 
     /// Leaves Redis (at shutdown, after the background tasks ended).

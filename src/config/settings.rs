@@ -152,10 +152,17 @@ pub struct Settings {
     #[arg(long, value_name = "PREFIX")]
     pub redis_prefix: Option<String>,
 
-    /// This node's name in logs, metrics and messages between nodes
-    /// [default: HOSTNAME-PID]
+    /// This node's name in logs, metrics and messages between nodes;
+    /// unique among live nodes [default: HOSTNAME-PID]
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,
+
+    /// Several nodes: how long a node's hold on a session's run lasts
+    /// unless renewed; a dead node's runs are taken over about this long
+    /// after it stopped [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = value::parse_duration)]
+    #[serde(with = "value::duration")]
+    pub run_lease: Option<Duration>,
 
     /// Requests per minute and client address to POST /v1/auth/socket-token [default: 20]
     #[arg(long, value_name = "N")]

@@ -38,6 +38,7 @@ mod compile;
 pub mod conversation;
 mod error;
 pub mod gateways;
+mod nodes;
 pub mod provider;
 pub mod record;
 pub mod recovery;
@@ -54,7 +55,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use entity::message;
+use entity::states::RunStatus;
+use entity::{message, run as run_row};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -63,9 +65,11 @@ use crate::auth::{Identity, UserId};
 use crate::config::Limits;
 use crate::error::Chain;
 use crate::ids::SessionId;
-use crate::log::{EventLog, LogError};
+use crate::log::fence;
+use crate::log::{EventLog, Fence, Lease, LogError};
 use crate::rate::KeyedLimiter;
 pub use error::EngineError;
+pub use nodes::NodeSettings;
 pub use provider::Provider;
 pub use record::Reason;
 pub use relay::Answerer;
@@ -86,6 +90,8 @@ pub struct Settings {
     pub tool_timeout: Duration,
     /// The server's limits (the execute rate, the queues' bounds).
     pub limits: Limits,
+    /// With several nodes: this node and the length of its run leases.
+    pub nodes: Option<nodes::NodeSettings>,
 }
 
 impl Settings {
@@ -119,6 +125,8 @@ struct Inner {
     execute_rate: KeyedLimiter<UserId>,
     /// Runs queued per user, across sessions.
     queued: Arc<QueuedPerUser>,
+    /// With several nodes: how control messages reach the other nodes.
+    bus: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 impl Engine {
@@ -146,12 +154,18 @@ impl Engine {
                 wakers: Mutex::default(),
                 execute_rate,
                 queued: Arc::default(),
+                bus: std::sync::OnceLock::new(),
             }),
         }
     }
 
     /// Finishes the runs a previous process left active; see [`recovery`].
+    /// With several nodes, nothing: the runs of nodes that are gone are
+    /// taken over once their lease ends ([`nodes`]).
     pub async fn recover(&self) -> Result<usize, LogError> {
+        if self.inner.settings.nodes.is_some() {
+            return Ok(0);
+        }
         recovery::recover(&self.inner.db, &self.inner.log).await
     }
 
@@ -206,7 +220,14 @@ impl Engine {
         };
         if !busy {
             let entry = Entry::new(owner, request.content, request.client_msg_id);
-            return self.start_driver(slot, session, entry).await;
+            return match self.inner.launch(slot, session, entry, None).await? {
+                Launched::Started(accepted) => Ok(accepted),
+                Launched::Elsewhere(entry) => {
+                    self.inner
+                        .execute_elsewhere(session, entry, request.on_busy)
+                        .await
+                }
+            };
         }
         match request.on_busy {
             OnBusy::Reject => {
@@ -229,8 +250,18 @@ impl Engine {
         };
         let mut entry = Entry::new(owner, request.content, request.client_msg_id);
         entry.ticket = ticket;
-        record::insert_queued_run(&self.inner.db, session, &entry.run_id, &entry.message_id)
-            .await?;
+        if let Err(error) = record::insert_queued_run(&self.inner.db, session, entry.stored()).await
+        {
+            // With several nodes: the same request, queued by another node
+            // at the same moment.
+            let error = crate::log::StoreError::from(error);
+            if let (crate::log::StoreError::Duplicate(_), Some(id)) = (&error, &entry.client_msg_id)
+                && let Some(found) = self.inner.find_message(session, id).await?
+            {
+                return Ok(found);
+            }
+            return Err(error.into());
+        }
         let dropped = {
             let mut state = slot.state.lock().expect("slot");
             match &state.active {
@@ -240,45 +271,36 @@ impl Engine {
                     active.control.stop(Reason::Interrupted);
                     let dropped: Vec<_> = state.queue.drain(..).collect();
                     state.queue.push_back(entry.clone());
-                    Some(dropped)
+                    Some((dropped, state.fence()))
                 }
                 Some(_) => {
                     state.queue.push_back(entry.clone());
-                    Some(Vec::new())
+                    Some((Vec::new(), None))
                 }
             }
         };
         match dropped {
-            None => self.start_driver(slot, session, entry.started()).await,
-            Some(dropped) => {
-                run::finish_unstarted(&self.inner, session, &dropped, Reason::Interrupted).await;
+            None => match self
+                .inner
+                .launch(slot, session, entry.started(), None)
+                .await?
+            {
+                Launched::Started(accepted) => Ok(accepted),
+                // Another node took the session meanwhile: the row is
+                // queued there (see `execute_elsewhere`).
+                Launched::Elsewhere(entry) => Ok(entry.accepted()),
+            },
+            Some((dropped, fence)) => {
+                if request.on_busy == OnBusy::Interrupt {
+                    self.inner
+                        .drop_remote_queued(session, &[&entry.run_id], fence.clone())
+                        .await;
+                }
+                run::finish_unstarted(&self.inner, session, &dropped, Reason::Interrupted, fence)
+                    .await;
                 Ok(entry.accepted())
             }
         }
-    }
-
-    /// Starts `entry` on an idle session and the driver that runs it and
-    /// whatever gets queued behind it.
-    async fn start_driver(
-        &self,
-        slot: &Arc<Slot>,
-        session: &SessionId,
-        entry: Entry,
-    ) -> Result<Accepted, EngineError> {
-        slot.state.lock().expect("slot").active = Some(entry.clone());
-        if let Err(error) = run::start(&self.inner, session, &entry).await {
-            slot.state.lock().expect("slot").active = None;
-            entry.control.finished.cancel();
-            return Err(error.into());
-        }
-        let accepted = entry.accepted();
-        let inner = self.inner.clone();
-        let slot = slot.clone();
-        let session = session.clone();
-        self.inner
-            .tasks
-            .spawn(async move { inner.drive(slot, session, entry).await });
-        Ok(accepted)
     }
 
     /// `agent:stop`: ends the active run (`stopped`) and drops the queued
@@ -296,27 +318,33 @@ impl Engine {
             .get(&session)
             .cloned();
         let Some(slot) = slot else {
-            return Ok(false);
+            // With several nodes, the run may be on another one.
+            return self.inner.stop_elsewhere(&session).await;
         };
         let stopped = {
             let _gate = slot.gate.lock().await;
             match self.inner.end_all(&session, &slot, Reason::Stopped).await {
                 Some(finished) => {
                     let _ = tokio::time::timeout(STOP_WAIT, finished.cancelled()).await;
-                    true
+                    Some(true)
                 }
-                None => false,
+                None => None,
             }
         };
         self.inner.release(&session, slot);
-        Ok(stopped)
+        match stopped {
+            Some(stopped) => Ok(stopped),
+            None => self.inner.stop_elsewhere(&session).await,
+        }
     }
 
     /// Finishes every active run `interrupted` and drops the queued ones,
     /// before the server stops (PROTOCOL §1). New runs are refused. All of
     /// it — the writes that end queued runs, waiting for the active ones —
     /// happens within `timeout`; runs it could not finish stay in the
-    /// database as they were, and the next start finishes them.
+    /// database as they were, and the next start finishes them. With
+    /// several nodes, queued runs stay queued: the node that takes the
+    /// session next (`nodes`) starts them.
     pub async fn shutdown(&self, timeout: Duration) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         let slots: Vec<(SessionId, Arc<Slot>)> = self
@@ -355,6 +383,51 @@ impl Engine {
 }
 
 impl Inner {
+    /// Starts `entry` on an idle session and the driver that runs it and
+    /// whatever gets queued behind it. With several nodes, it first takes
+    /// the session's lease (or, with `held`, already holds it): when
+    /// another node holds it, nothing changes and the entry comes back.
+    async fn launch(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        session: &SessionId,
+        entry: Entry,
+        held: Option<Lease>,
+    ) -> Result<Launched, EngineError> {
+        let (lease, fence) = match held {
+            Some(lease) => (Some(lease.clone()), Some(Fence::Hold(lease))),
+            None => match self.next_lease(session).await? {
+                Some(lease) => (Some(lease.clone()), Some(Fence::Take(lease))),
+                None => (None, None),
+            },
+        };
+        {
+            let mut state = slot.state.lock().expect("slot");
+            state.active = Some(entry.clone());
+            state.lease = lease;
+            state.lost = false;
+        }
+        if let Err(error) = run::start(self, session, &entry, fence).await {
+            {
+                let mut state = slot.state.lock().expect("slot");
+                state.active = None;
+                state.lease = None;
+            }
+            if error.is_lease_held() {
+                return Ok(Launched::Elsewhere(entry));
+            }
+            entry.control.finished.cancel();
+            return Err(error.into());
+        }
+        let accepted = entry.accepted();
+        let inner = self.clone();
+        let slot = slot.clone();
+        let session = session.clone();
+        self.tasks
+            .spawn(async move { inner.drive(slot, session, entry).await });
+        Ok(Launched::Started(accepted))
+    }
+
     /// Drops the session's queued runs (each finished with `reason`) and
     /// tells the active one to end with `reason`; returns the token that is
     /// cancelled once it has ended.
@@ -364,17 +437,32 @@ impl Inner {
         slot: &Slot,
         reason: Reason,
     ) -> Option<CancellationToken> {
-        let (active, dropped) = {
+        let (active, dropped, fence) = {
             let mut state = slot.state.lock().expect("slot");
-            (
-                state.active.clone(),
-                state.queue.drain(..).collect::<Vec<_>>(),
-            )
+            if self.hands_over() {
+                // The driver leaves them queued, stored with their message.
+                (state.active.clone(), Vec::new(), state.fence())
+            } else {
+                (
+                    state.active.clone(),
+                    state.queue.drain(..).collect::<Vec<_>>(),
+                    state.fence(),
+                )
+            }
         };
-        run::finish_unstarted(self, session, &dropped, reason).await;
+        if active.is_some() && !self.hands_over() {
+            self.drop_remote_queued(session, &[], fence.clone()).await;
+        }
+        run::finish_unstarted(self, session, &dropped, reason, fence).await;
         let active = active?;
         active.control.stop(reason);
         Some(active.control.finished)
+    }
+
+    /// Shutting down with several nodes: queued runs stay queued for
+    /// another node.
+    fn hands_over(&self) -> bool {
+        self.settings.nodes.is_some() && self.stopping.load(Ordering::SeqCst)
     }
 
     /// Counts one more run queued by `user`, or `busy` when they have as
@@ -424,38 +512,98 @@ impl Inner {
             .filter(message::Column::ClientMsgId.eq(client_msg_id))
             .one(&self.db)
             .await?;
-        Ok(row.and_then(|m| {
+        if let Some(found) = row.and_then(|m| {
             Some(Accepted {
                 run_id: m.run_id?,
                 message_id: m.id,
             })
+        }) {
+            return Ok(Some(found));
+        }
+        // Queued, not started yet (perhaps by another node).
+        let queued = run_row::Entity::find()
+            .filter(run_row::Column::SessionId.eq(session.as_str()))
+            .filter(run_row::Column::ClientMsgId.eq(client_msg_id))
+            .filter(run_row::Column::Status.eq(RunStatus::Queued))
+            .one(&self.db)
+            .await?;
+        Ok(queued.map(|r| Accepted {
+            run_id: r.id,
+            message_id: r.message_id,
         }))
     }
 
     /// Runs `first` (already started), then each queued run in turn — or,
     /// once the server is shutting down, none: they end `interrupted`.
+    /// With several nodes it renews the session's lease meanwhile, takes in
+    /// the runs other nodes queued, and gives the lease up at the end; if
+    /// another node took the lease over, it writes nothing more.
     async fn drive(self: Arc<Self>, slot: Arc<Slot>, session: SessionId, first: Entry) {
+        let lease = slot.state.lock().expect("slot").lease.clone();
+        let renewing = CancellationToken::new();
+        if let Some(lease) = &lease {
+            metrics::counter!(crate::metrics::CLUSTER_LEASES_TAKEN).increment(1);
+            let renew = self.clone().renew(
+                slot.clone(),
+                session.clone(),
+                lease.clone(),
+                renewing.clone(),
+            );
+            self.tasks.spawn(renew);
+        }
+        let fence = lease.clone().map(Fence::Hold);
         let mut current = first;
         loop {
-            run::run(self.clone(), &session, &current).await;
+            run::run(self.clone(), &session, &current, fence.clone()).await;
             current.control.finished.cancel();
+            if let Some(fence) = &fence
+                && !self.stopping.load(Ordering::SeqCst)
+                && self.still_holds(&slot, &session, fence).await
+            {
+                self.take_in_queued(&slot, &session, &current.owner).await;
+            }
             loop {
-                let (next, dropped) = {
+                let (next, dropped, lost) = {
                     let mut state = slot.state.lock().expect("slot");
-                    if self.stopping.load(Ordering::SeqCst) {
+                    if self.stopping.load(Ordering::SeqCst) || state.lost {
                         state.active = None;
-                        (None, state.queue.drain(..).collect::<Vec<_>>())
+                        (None, state.queue.drain(..).collect::<Vec<_>>(), state.lost)
                     } else {
                         state.active = state.queue.pop_front().map(Entry::started);
-                        (state.active.clone(), Vec::new())
+                        (state.active.clone(), Vec::new(), false)
                     }
                 };
-                run::finish_unstarted(&self, &session, &dropped, Reason::Interrupted).await;
+                if lost || self.hands_over() {
+                    // The node that takes the session next runs them.
+                    for entry in &dropped {
+                        entry.control.finished.cancel();
+                    }
+                } else {
+                    run::finish_unstarted(
+                        &self,
+                        &session,
+                        &dropped,
+                        Reason::Interrupted,
+                        fence.clone(),
+                    )
+                    .await;
+                }
                 let Some(next) = next else {
+                    renewing.cancel();
+                    if let Some(lease) = &lease
+                        && !slot.state.lock().expect("slot").lost
+                        && let Err(error) = fence::release(&self.db, &session, lease).await
+                    {
+                        tracing::warn!(
+                            error = %Chain(&error), session_id = %session,
+                            "cannot give the session's lease up; it ends by itself"
+                        );
+                    }
+                    slot.state.lock().expect("slot").lease = None;
                     self.release(&session, slot);
                     return;
                 };
-                match run::start(&self, &session, &next).await {
+                match run::start(&self, &session, &next, fence.clone()).await {
                     Ok(()) => {
                         current = next;
                         break;
@@ -465,11 +613,28 @@ impl Inner {
                             error = %Chain(&error), run_id = %next.run_id,
                             "cannot start a queued run"
                         );
+                        if error.is_fenced() {
+                            slot.state.lock().expect("slot").lost = true;
+                        }
                         let failed = std::slice::from_ref(&next);
-                        run::finish_unstarted(&self, &session, failed, Reason::Error).await;
+                        run::finish_unstarted(
+                            &self,
+                            &session,
+                            failed,
+                            Reason::Error,
+                            fence.clone(),
+                        )
+                        .await;
                     }
                 }
             }
         }
     }
+}
+
+/// What [`Inner::launch`] did.
+enum Launched {
+    Started(Accepted),
+    /// Another node holds the session's lease: the entry, untouched.
+    Elsewhere(Entry),
 }

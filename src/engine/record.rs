@@ -22,7 +22,7 @@ use crate::engine::conversation::tool_calls_value;
 use crate::engine::provider::{ToolCall, Usage, storable};
 use crate::events::{self, Event};
 use crate::ids::{MessageId, RunId, Seq, SessionId};
-use crate::log::{Appended, Effect, EventLog, LogError, NewEvent};
+use crate::log::{Appended, Effect, EventLog, Fence, LogError, NewEvent};
 use crate::sessions::Status;
 
 /// Why a run ended (`run.finished { reason }`, and its row's `reason`).
@@ -33,6 +33,8 @@ enum RunWrite {
     Start {
         id: RunId,
         message_id: MessageId,
+        /// The node that runs it (several nodes).
+        node: Option<String>,
     },
     Finish {
         id: RunId,
@@ -47,6 +49,8 @@ pub struct Batch {
     run_id: RunId,
     events: Vec<NewEvent>,
     record: Record,
+    /// The run lease the commit needs (several nodes).
+    fence: Option<Fence>,
 }
 
 #[derive(Clone)]
@@ -72,7 +76,14 @@ impl Batch {
                 messages: Vec::new(),
                 tool_calls: Vec::new(),
             },
+            fence: None,
         }
+    }
+
+    /// Commits only if `fence` passes in the same transaction.
+    pub fn fenced(mut self, fence: Option<Fence>) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// Adds an event of the run; returns its index in the batch.
@@ -150,10 +161,12 @@ impl Batch {
         self.record.status = Some(status);
     }
 
-    pub fn start_run(&mut self, message_id: &MessageId) {
+    /// Starts the run (on `node`, with several nodes).
+    pub fn start_run(&mut self, message_id: &MessageId, node: Option<&str>) {
         self.record.run = Some(RunWrite::Start {
             id: self.run_id.clone(),
             message_id: message_id.clone(),
+            node: node.map(str::to_owned),
         });
     }
 
@@ -167,36 +180,46 @@ impl Batch {
 
     /// Appends the events; the rows are written in the same transaction.
     pub async fn commit(self, log: &EventLog) -> Result<Appended, LogError> {
-        let Batch { events, record, .. } = self;
+        let Batch {
+            events,
+            record,
+            fence,
+            ..
+        } = self;
         let session = record.session.clone();
-        if record.status.is_none()
+        let effect: Option<Box<dyn Effect>> = if record.status.is_none()
             && record.run.is_none()
             && record.messages.is_empty()
             && record.tool_calls.is_empty()
         {
-            return log.append(&session, events).await;
-        }
-        log.append_with(&session, events, Some(Box::new(record)))
+            None
+        } else {
+            Some(Box::new(record))
+        };
+        log.submit_fenced(&session, events, effect, fence)
+            .await?
+            .wait()
             .await
     }
 }
 
-/// A run row waiting behind the active run (no event: its `message.user`
-/// is logged when it starts).
+/// A run row waiting behind the active run, with its message (no event:
+/// its `message.user` is logged when it starts, on whichever node).
 pub async fn insert_queued_run(
     db: &impl sea_orm::ConnectionTrait,
     session: &SessionId,
-    run_id: &RunId,
-    message_id: &MessageId,
+    queued: QueuedRun<'_>,
 ) -> Result<(), DbErr> {
     run::Entity::insert(run::ActiveModel {
-        id: Set(run_id.clone()),
+        id: Set(queued.run_id.clone()),
         session_id: Set(session.clone()),
-        message_id: Set(message_id.clone()),
+        message_id: Set(queued.message_id.clone()),
         status: Set(RunStatus::Queued),
         reason: Set(None),
         usage: Set(None),
         node: Set(None),
+        content: Set(Some(storable(queued.content.to_owned()))),
+        client_msg_id: Set(queued.client_msg_id.map(str::to_owned)),
         created_at: Set(crate::time::now()),
         started_at: Set(None),
         finished_at: Set(None),
@@ -207,6 +230,14 @@ pub async fn insert_queued_run(
     Ok(())
 }
 
+/// A queued run as stored.
+pub struct QueuedRun<'a> {
+    pub run_id: &'a RunId,
+    pub message_id: &'a MessageId,
+    pub content: &'a str,
+    pub client_msg_id: Option<&'a str>,
+}
+
 /// Ends runs that never started (dropped from a queue) with `reason`, in
 /// one append: a `run.finished` each and, in the same transaction, their
 /// rows.
@@ -215,6 +246,7 @@ pub async fn finish_unstarted(
     session: &SessionId,
     runs: &[RunId],
     reason: Reason,
+    fence: Option<Fence>,
 ) -> Result<Appended, LogError> {
     let events = runs
         .iter()
@@ -233,7 +265,9 @@ pub async fn finish_unstarted(
         runs: runs.to_vec(),
         reason,
     };
-    log.append_with(session, events, Some(Box::new(effect)))
+    log.submit_fenced(session, events, Some(Box::new(effect)), fence)
+        .await?
+        .wait()
         .await
 }
 
@@ -260,6 +294,7 @@ impl Effect for Unstarted {
                     .col_expr(run::Column::Status, Expr::value(RunStatus::Finished))
                     .col_expr(run::Column::Reason, Expr::value(self.reason))
                     .col_expr(run::Column::FinishedAt, Expr::value(now))
+                    .col_expr(run::Column::Content, Expr::value(Option::<String>::None))
                     .filter(run::Column::Id.is_in(ids.iter().map(RunId::as_str)))
                     .exec(txn)
                     .await?;
@@ -300,7 +335,11 @@ impl Effect for Record {
                     .await?;
             }
             match run_write {
-                Some(RunWrite::Start { id, message_id }) => {
+                Some(RunWrite::Start {
+                    id,
+                    message_id,
+                    node,
+                }) => {
                     run::Entity::insert(run::ActiveModel {
                         id: Set(id),
                         session_id: Set(session_id.clone()),
@@ -308,14 +347,21 @@ impl Effect for Record {
                         status: Set(RunStatus::Running),
                         reason: Set(None),
                         usage: Set(None),
-                        node: Set(None),
+                        node: Set(node),
+                        content: Set(None),
+                        client_msg_id: Set(None),
                         created_at: Set(now),
                         started_at: Set(Some(now)),
                         finished_at: Set(None),
                     })
                     .on_conflict(
                         OnConflict::column(run::Column::Id)
-                            .update_columns([run::Column::Status, run::Column::StartedAt])
+                            .update_columns([
+                                run::Column::Status,
+                                run::Column::StartedAt,
+                                run::Column::Node,
+                                run::Column::Content,
+                            ])
                             .to_owned(),
                     )
                     .exec_without_returning(txn)

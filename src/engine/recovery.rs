@@ -18,7 +18,7 @@ use super::record::{self, Batch, Reason};
 use super::{calls, tools};
 use crate::events::{self, Event, Kind};
 use crate::ids::{CallId, MessageId, RunId, SessionId};
-use crate::log::{EventLog, LogError};
+use crate::log::{EventLog, Fence, LogError};
 use crate::sessions::Status;
 
 /// Finishes every run left active; returns how many.
@@ -35,28 +35,64 @@ pub async fn recover(db: &DatabaseConnection, log: &EventLog) -> Result<usize, L
             queued.entry(row.session_id).or_default().push(row.id);
             continue;
         }
-        let session = row.session_id;
-        let run_id = row.id;
-        let mut batch = Batch::new(&session, &run_id);
-        account_for(db, &mut batch, &session, &run_id).await?;
-        batch.event(events::RunFinished {
-            run_id: run_id.clone(),
-            reason: Reason::Interrupted,
-            usage: None,
-        });
-        batch.finish_run(Reason::Interrupted, None);
-        batch.status(Status::Idle);
-        batch.commit(log).await?;
-        tracing::info!(session_id = %session, %run_id, "finished a run left active by the last process");
+        finish_run(db, log, &row.session_id, &row.id, None).await?;
+        tracing::info!(session_id = %row.session_id, run_id = %row.id, "finished a run left active by the last process");
     }
     for (session, runs) in queued {
-        record::finish_unstarted(log, &session, &runs, Reason::Interrupted).await?;
+        record::finish_unstarted(log, &session, &runs, Reason::Interrupted, None).await?;
         tracing::info!(
             session_id = %session, runs = runs.len(),
             "finished the queued runs the last process left"
         );
     }
     Ok(count)
+}
+
+/// Finishes the session's running runs `interrupted` (another node ran
+/// them and stopped), with `fence`; returns how many.
+pub(super) async fn finish_active(
+    db: &DatabaseConnection,
+    log: &EventLog,
+    session: &SessionId,
+    fence: Option<Fence>,
+) -> Result<usize, LogError> {
+    let runs: Vec<RunId> = run::Entity::find()
+        .select_only()
+        .column(run::Column::Id)
+        .filter(run::Column::SessionId.eq(session.as_str()))
+        .filter(run::Column::Status.eq(RunStatus::Running))
+        .order_by_asc(run::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?;
+    for run_id in &runs {
+        finish_run(db, log, session, run_id, fence.clone()).await?;
+    }
+    Ok(runs.len())
+}
+
+/// Ends one run left running as a live run's end would have: its partial
+/// messages, the results of its open calls, `run.finished`, `idle`.
+async fn finish_run(
+    db: &DatabaseConnection,
+    log: &EventLog,
+    session: &SessionId,
+    run_id: &RunId,
+    fence: Option<Fence>,
+) -> Result<(), LogError> {
+    let mut batch = Batch::new(session, run_id).fenced(fence);
+    account_for(db, &mut batch, session, run_id).await?;
+    batch.event(events::RunFinished {
+        run_id: run_id.clone(),
+        reason: Reason::Interrupted,
+        usage: None,
+    });
+    batch.finish_run(Reason::Interrupted, None);
+    batch.status(Status::Idle);
+    batch.commit(log).await?;
+    metrics::counter!(crate::metrics::RUNS_FINISHED, "reason" => Reason::Interrupted.as_str())
+        .increment(1);
+    Ok(())
 }
 
 /// Adds what a live run's end would have: its partial messages and the

@@ -21,7 +21,7 @@ use super::calls::{self, Approval, CallStatus, Decision};
 use super::gateways::{Gateway, Target};
 use super::{Engine, EngineError, Inner};
 use crate::auth::{Identity, UserId};
-use crate::ids::CallId;
+use crate::ids::{CallId, RunId};
 use crate::payload::{Invalid, check_json, check_text};
 
 /// How long a gateway has to acknowledge a `tool:call` before it is logged
@@ -131,7 +131,7 @@ impl Engine {
             return Err(self.inner.conflict(call_id).await);
         }
         tracing::info!(%call_id, run_id = %row.run_id, is_error, "tool call answered");
-        self.inner.wake(row.run_id.as_str());
+        self.inner.wake_anywhere(&row.run_id).await;
         Ok(())
     }
 
@@ -191,7 +191,7 @@ impl Engine {
             return Err(self.inner.conflict(&row.id).await);
         }
         tracing::info!(call_id = %row.id, decision = ?request.decision, "tool call decided");
-        self.inner.wake(row.run_id.as_str());
+        self.inner.wake_anywhere(&row.run_id).await;
         Ok(())
     }
 }
@@ -265,11 +265,25 @@ impl Inner {
         self.wakers.lock().expect("wakers").remove(run_id);
     }
 
-    /// Tells the run that a call of its changed (it re-reads the rows; a run
-    /// on another node finds out by polling).
-    fn wake(&self, run_id: &str) {
+    /// Tells the run that a call of its changed (it re-reads the rows).
+    pub(super) fn wake(&self, run_id: &str) {
         if let Some(waker) = self.wakers.lock().expect("wakers").get(run_id) {
             waker.notify_one();
+        }
+    }
+
+    /// [`Inner::wake`], and with several nodes the run's node if it is
+    /// another one.
+    async fn wake_anywhere(&self, run_id: &RunId) {
+        let here = self
+            .wakers
+            .lock()
+            .expect("wakers")
+            .contains_key(run_id.as_str());
+        if here {
+            self.wake(run_id.as_str());
+        } else {
+            self.wake_elsewhere(run_id).await;
         }
     }
 

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Accepted, Reason};
 use crate::auth::UserId;
 use crate::ids::{MessageId, RunId};
+use crate::log::{Fence, Lease};
 
 /// A session's runs: the active one and those queued behind it.
 #[derive(Default)]
@@ -26,9 +27,18 @@ pub(super) struct Slot {
 pub(super) struct SlotState {
     pub(super) active: Option<Entry>,
     pub(super) queue: VecDeque<Entry>,
+    /// With several nodes: the session's lease, held while a driver runs.
+    pub(super) lease: Option<Lease>,
+    /// The lease was taken over by another node: nothing more is written.
+    pub(super) lost: bool,
 }
 
 impl SlotState {
+    /// What the writes of the session's runs must pass: holding the lease.
+    pub(super) fn fence(&self) -> Option<Fence> {
+        self.lease.clone().map(Fence::Hold)
+    }
+
     pub(super) fn find(&self, client_msg_id: &str) -> Option<Accepted> {
         self.active
             .iter()
@@ -54,9 +64,26 @@ pub(super) struct Entry {
 
 impl Entry {
     pub(super) fn new(owner: UserId, content: String, client_msg_id: Option<String>) -> Self {
+        Self::queued(
+            RunId::generate(),
+            MessageId::generate(),
+            owner,
+            content,
+            client_msg_id,
+        )
+    }
+
+    /// An entry for a run already stored as queued.
+    pub(super) fn queued(
+        run_id: RunId,
+        message_id: MessageId,
+        owner: UserId,
+        content: String,
+        client_msg_id: Option<String>,
+    ) -> Self {
         Self {
-            run_id: RunId::generate(),
-            message_id: MessageId::generate(),
+            run_id,
+            message_id,
             owner,
             content: content.into(),
             client_msg_id,

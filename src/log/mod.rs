@@ -38,6 +38,7 @@
 
 mod cluster;
 pub mod event;
+pub mod fence;
 pub mod sink;
 pub mod store;
 mod subscription;
@@ -60,6 +61,7 @@ use crate::ids::{Seq, SessionId};
 use crate::sessions::SessionError;
 pub use cluster::Commit;
 pub use event::{Committed, NewEvent, Window};
+pub use fence::{Fence, Lease};
 pub use sink::{Sink, SinkId};
 use store::Outcome;
 pub use store::StoreError;
@@ -84,6 +86,18 @@ pub enum LogError {
     Restarting,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl LogError {
+    /// The append needed a run lease this node no longer holds.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, LogError::Store(StoreError::Fenced(_)))
+    }
+
+    /// The append needed to take a run lease another node holds.
+    pub fn is_lease_held(&self) -> bool {
+        matches!(self, LogError::Store(StoreError::LeaseHeld(_)))
+    }
 }
 
 impl From<DbErr> for LogError {
@@ -217,6 +231,7 @@ struct Subscriber {
 struct AppendRequest {
     events: Vec<NewEvent>,
     effect: Option<Box<dyn Effect>>,
+    fence: Option<Fence>,
     reply: oneshot::Sender<Result<Outcome, StoreError>>,
 }
 
@@ -353,6 +368,18 @@ impl EventLog {
         events: Vec<NewEvent>,
         effect: Option<Box<dyn Effect>>,
     ) -> Result<Submitted, LogError> {
+        self.submit_fenced(session, events, effect, None).await
+    }
+
+    /// [`EventLog::submit`] that commits only if `fence` passes in the
+    /// same transaction (a run's writes with several nodes).
+    pub async fn submit_fenced(
+        &self,
+        session: &SessionId,
+        events: Vec<NewEvent>,
+        effect: Option<Box<dyn Effect>>,
+        fence: Option<Fence>,
+    ) -> Result<Submitted, LogError> {
         let mut events = Some((events, effect));
         for _ in 0..3 {
             let log = self.session(session).await?;
@@ -361,6 +388,7 @@ impl EventLog {
             let request = AppendRequest {
                 events: events_now,
                 effect,
+                fence: fence.clone(),
                 reply,
             };
             match log.tx.send(request).await {

@@ -19,6 +19,7 @@ use sea_orm::{
 
 use super::Effect;
 use super::event::{Committed, NewEvent, Stored, Window};
+use super::fence::Fence;
 use crate::ids::{Seq, SessionId};
 pub use error::StoreError;
 
@@ -39,6 +40,8 @@ pub struct Group<'a> {
     pub requests: &'a [Vec<NewEvent>],
     /// Only with a single request: its events' seqs are handed to it.
     pub effect: Option<&'a dyn Effect>,
+    /// The run lease its requests need ([`super::fence`]).
+    pub fence: Option<&'a Fence>,
     /// Other nodes append to this session too (PostgreSQL, several nodes).
     pub shared: bool,
 }
@@ -67,10 +70,15 @@ pub async fn append_groups(
     groups: &[Group<'_>],
     max_events: Option<u64>,
 ) -> Result<Vec<Vec<Outcome>>, StoreError> {
+    let now = crate::time::now();
+    for group in groups {
+        if let Some(fence) = group.fence {
+            super::fence::check(txn, group.session_id, fence, now).await?;
+        }
+    }
     lock_keyed_sessions(txn, groups).await?;
     let mut seen = stored_keys(txn, groups).await?;
     let mut new = new_events(groups, &mut seen);
-    let now = crate::time::now();
     let heads = allocate_seqs(txn, &new.totals, now).await?;
     insert_events(txn, groups, &mut new, &heads, now).await?;
     apply_effects(txn, groups, &new.outcomes).await?;

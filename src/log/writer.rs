@@ -7,6 +7,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::fence::Fence;
 use super::store::{Outcome, StoreError};
 use super::{AppendRequest, Effect, Inner, NewEvent, SessionLog, store};
 use crate::error::Chain;
@@ -38,7 +39,9 @@ pub(super) async fn run(
             }
             () = inner.shutdown.cancelled(), if rx.is_empty() => return,
         };
-        // An append with an effect commits alone; the others are grouped.
+        // An append with an effect commits alone; the others are grouped
+        // with those that have the same fence (a run's deltas: its lease;
+        // producers: none).
         let mut next = Some(first);
         while let Some(first) = next.take() {
             let alone = first.effect.is_some();
@@ -46,7 +49,7 @@ pub(super) async fn run(
             let mut queued = batch[0].events.len();
             while !alone && queued < MAX_GROUP_EVENTS {
                 match rx.try_recv() {
-                    Ok(request) if request.effect.is_some() => {
+                    Ok(request) if request.effect.is_some() || request.fence != batch[0].fence => {
                         next = Some(request);
                         break;
                     }
@@ -75,6 +78,7 @@ async fn commit(
         .map(|r| std::mem::take(&mut r.events))
         .collect();
     let effect = batch.first_mut().and_then(|r| r.effect.take());
+    let fence = batch.first_mut().and_then(|r| r.fence.take());
     let result = match committer {
         Some(committer) => {
             let (reply, answer) = oneshot::channel();
@@ -82,6 +86,7 @@ async fn commit(
                 session: log.id.clone(),
                 requests,
                 effect,
+                fence,
                 max_events: log.settings.max_events,
                 reply,
             };
@@ -101,6 +106,7 @@ async fn commit(
                 session_id: &log.id,
                 requests: &requests,
                 effect: effect.as_deref(),
+                fence: fence.as_ref(),
                 shared: cluster.is_some(),
             };
             store::append(&log.db, group, log.settings.max_events).await
@@ -136,6 +142,7 @@ pub(super) struct Job {
     session: SessionId,
     requests: Vec<Vec<NewEvent>>,
     effect: Option<Box<dyn Effect>>,
+    fence: Option<Fence>,
     max_events: Option<u64>,
     reply: oneshot::Sender<Result<Vec<Outcome>, StoreError>>,
 }
@@ -223,6 +230,7 @@ impl Job {
             session_id: &self.session,
             requests: &self.requests,
             effect: self.effect.as_deref(),
+            fence: self.fence.as_ref(),
             // SQLite: one node only.
             shared: false,
         }

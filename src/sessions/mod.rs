@@ -213,6 +213,9 @@ async fn insert(
         head_seq: Set(Seq::ZERO),
         first_seq: Set(Seq::ZERO.next()),
         metadata: Set(new.metadata),
+        lease_node: Set(None),
+        lease_epoch: Set(0),
+        lease_until: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

@@ -301,6 +301,12 @@ impl TestServer {
             .unwrap_or_else(|| panic!("no {field} in /proc status"))
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT…) without waiting for anything.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().expect("running") as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal");
+    }
+
     /// Sends `signal` and waits for the process to exit.
     pub async fn stop_with(
         &mut self,
@@ -659,6 +665,8 @@ impl Socket {
 pub struct Nodes {
     pub nodes: Vec<TestServer>,
     pub redis_url: String,
+    /// The cluster's Redis prefix (unique to the test).
+    prefix: String,
     /// Starts one more server on the same database (with Redis or without).
     pub builder: ServerBuilder,
 }
@@ -682,31 +690,51 @@ impl Nodes {
         Self::spawn_on(count, &redis_url).await
     }
 
+    /// Like [`Nodes::spawn`], each node started from `builder` (a mock
+    /// provider's, with settings of the test's own).
+    pub async fn spawn_from(count: usize, builder: ServerBuilder) -> Option<Self> {
+        let Ok(redis_url) = std::env::var("SWITCHBOARD_TEST_REDIS_URL") else {
+            eprintln!("skipped: a multi-node test needs SWITCHBOARD_TEST_REDIS_URL");
+            return None;
+        };
+        Self::spawn_with(count, &redis_url, builder).await
+    }
+
     /// Like [`Nodes::spawn`], on the Redis at `redis_url` (a [`PrivateRedis`]).
     pub async fn spawn_on(count: usize, redis_url: &str) -> Option<Self> {
+        Self::spawn_with(count, redis_url, ServerBuilder::with_auth()).await
+    }
+
+    async fn spawn_with(count: usize, redis_url: &str, builder: ServerBuilder) -> Option<Self> {
         if std::env::var("SWITCHBOARD_TEST_POSTGRES_URL").is_err() {
             eprintln!("skipped: a multi-node test needs SWITCHBOARD_TEST_POSTGRES_URL");
             return None;
         }
-        let redis_url = redis_url.to_owned();
-        let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
-        let builder = ServerBuilder::with_auth();
-        let mut nodes = Vec::with_capacity(count);
-        for i in 0..count {
-            let node = builder
-                .clone()
-                .env("SWITCHBOARD_REDIS_URL", &redis_url)
-                .env("SWITCHBOARD_REDIS_PREFIX", &prefix)
-                .env("SWITCHBOARD_NODE_ID", &format!("node-{i}"))
-                .spawn()
-                .await;
-            nodes.push(node);
-        }
-        Some(Self {
-            nodes,
-            redis_url,
+        let mut nodes = Self {
+            nodes: Vec::with_capacity(count),
+            redis_url: redis_url.to_owned(),
+            prefix: format!("t{}", uuid::Uuid::now_v7().simple()),
             builder,
-        })
+        };
+        for _ in 0..count {
+            nodes.add().await;
+        }
+        Some(nodes)
+    }
+
+    /// Starts one more node of the cluster, `node-N`; returns its index.
+    pub async fn add(&mut self) -> usize {
+        let i = self.nodes.len();
+        let node = self
+            .builder
+            .clone()
+            .env("SWITCHBOARD_REDIS_URL", &self.redis_url)
+            .env("SWITCHBOARD_REDIS_PREFIX", &self.prefix)
+            .env("SWITCHBOARD_NODE_ID", &format!("node-{i}"))
+            .spawn()
+            .await;
+        self.nodes.push(node);
+        i
     }
 
     /// Runs `redis-cli` against the test Redis; panics when it fails.
@@ -726,6 +754,12 @@ impl std::ops::Index<usize> for Nodes {
     type Output = TestServer;
     fn index(&self, i: usize) -> &TestServer {
         &self.nodes[i]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Nodes {
+    fn index_mut(&mut self, i: usize) -> &mut TestServer {
+        &mut self.nodes[i]
     }
 }
 

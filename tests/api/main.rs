@@ -3,6 +3,7 @@
 
 mod cli;
 mod cluster;
+mod cluster_runs;
 mod console;
 mod handshake;
 mod helpers;

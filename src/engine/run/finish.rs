@@ -8,6 +8,7 @@ use crate::engine::{Entry, Inner, tools};
 use crate::error::Chain;
 use crate::events;
 use crate::ids::{RunId, SessionId};
+use crate::log::Fence;
 use crate::sessions::Status;
 use entity::states::MessageStatus;
 
@@ -19,21 +20,33 @@ pub(in crate::engine) async fn finish_unstarted(
     session: &SessionId,
     entries: &[Entry],
     reason: Reason,
+    fence: Option<Fence>,
 ) {
-    if entries.is_empty() {
+    let runs: Vec<RunId> = entries.iter().map(|e| e.run_id.clone()).collect();
+    finish_stored(inner, session, &runs, reason, fence).await;
+    for entry in entries {
+        entry.control.finished.cancel();
+    }
+}
+
+/// Ends stored runs that never started with `reason`, in one write.
+pub(in crate::engine) async fn finish_stored(
+    inner: &Inner,
+    session: &SessionId,
+    runs: &[RunId],
+    reason: Reason,
+    fence: Option<Fence>,
+) {
+    if runs.is_empty() {
         return;
     }
-    let runs: Vec<RunId> = entries.iter().map(|e| e.run_id.clone()).collect();
-    match record::finish_unstarted(&inner.log, session, &runs, reason).await {
+    match record::finish_unstarted(&inner.log, session, runs, reason, fence).await {
         Ok(_) => metrics::counter!(crate::metrics::RUNS_FINISHED, "reason" => reason.as_str())
             .increment(runs.len() as u64),
         Err(error) => tracing::error!(
             error = %Chain(&error), session_id = %session, runs = runs.len(),
             "cannot finish queued runs; the next start will"
         ),
-    }
-    for entry in entries {
-        entry.control.finished.cancel();
     }
 }
 
@@ -93,6 +106,13 @@ pub(super) async fn finish(turn: &Turn, reason: Reason, error: Option<RunError>)
                 tracing::info!(reason = reason.as_str(), "run finished");
                 metrics::counter!(crate::metrics::RUNS_FINISHED, "reason" => reason.as_str())
                     .increment(1);
+                return;
+            }
+            Err(error) if error.is_fenced() => {
+                tracing::warn!(
+                    reason = reason.as_str(),
+                    "another node took this session over; it finishes the run"
+                );
                 return;
             }
             Err(error) if attempt < 4 => {

@@ -23,10 +23,10 @@ use super::{Entry, Inner};
 use crate::auth::UserId;
 use crate::events::{self, Heartbeat};
 use crate::ids::{CallId, MessageId, RunId, SessionId};
-use crate::log::{LogError, StoreError};
+use crate::log::{Fence, LogError, StoreError};
 use crate::sessions::Status;
 use entity::states::{MessageStatus, Role};
-pub(super) use finish::finish_unstarted;
+pub(super) use finish::{finish_stored, finish_unstarted};
 
 /// Why the steps of a run stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,8 @@ struct Turn {
     run_id: RunId,
     cancel: tokio_util::sync::CancellationToken,
     progress: Arc<Mutex<Progress>>,
+    /// With several nodes: the session's lease, which every write holds.
+    fence: Option<Fence>,
 }
 
 impl Turn {
@@ -101,7 +103,7 @@ impl Turn {
     }
 
     fn batch(&self) -> Batch {
-        Batch::new(&self.session, &self.run_id)
+        Batch::new(&self.session, &self.run_id).fenced(self.fence.clone())
     }
 
     fn add_text(&self, delta: &str) {
@@ -118,12 +120,15 @@ impl Turn {
 }
 
 /// Logs the user message and `run.started`; the session becomes `running`.
+/// With several nodes, `fence` takes or holds the session's lease.
 pub(super) async fn start(
     inner: &Inner,
     session: &SessionId,
     entry: &Entry,
+    fence: Option<Fence>,
 ) -> Result<(), LogError> {
-    let mut batch = Batch::new(session, &entry.run_id);
+    let node = fence.as_ref().map(|f| f.lease().node.to_string());
+    let mut batch = Batch::new(session, &entry.run_id).fenced(fence);
     let user = batch.event(events::MessageUser {
         message_id: entry.message_id.clone(),
         content: entry.content.to_string(),
@@ -141,7 +146,7 @@ pub(super) async fn start(
         run_id: entry.run_id.clone(),
         message_id: entry.message_id.clone(),
     });
-    batch.start_run(&entry.message_id);
+    batch.start_run(&entry.message_id, node.as_deref());
     batch.status(Status::Running);
     batch.commit(&inner.log).await?;
     metrics::counter!(crate::metrics::RUNS_STARTED).increment(1);
@@ -150,7 +155,12 @@ pub(super) async fn start(
 
 /// Runs a started run to its end, sending heartbeats while it is silent.
 #[tracing::instrument(skip_all, fields(session_id = %session, run_id = %entry.run_id))]
-pub(super) async fn run(inner: Arc<Inner>, session: &SessionId, entry: &Entry) {
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    session: &SessionId,
+    entry: &Entry,
+    fence: Option<Fence>,
+) {
     let began = Instant::now();
     let turn = Turn {
         inner: inner.clone(),
@@ -165,6 +175,7 @@ pub(super) async fn run(inner: Arc<Inner>, session: &SessionId, entry: &Entry) {
             usage: None,
             status: Status::Running,
         })),
+        fence,
     };
     let mut steps = inner.tasks.spawn(step::steps(turn.clone()));
     let heartbeat = inner.settings.heartbeat;

@@ -93,7 +93,7 @@ pub(super) async fn steps(turn: Turn) -> Result<End, RunError> {
                     let submitted = turn
                         .inner
                         .log
-                        .submit(&turn.session, vec![event], None)
+                        .submit_fenced(&turn.session, vec![event], None, turn.fence.clone())
                         .await?;
                     turn.progress().last_sent = Instant::now();
                     deltas.0.push_back((submitted, delta));

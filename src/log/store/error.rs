@@ -14,6 +14,13 @@ use crate::ids::SessionId;
 pub enum StoreError {
     #[error("no session {0}")]
     NoSession(SessionId),
+    /// Taking a session's run lease found another node's lease running.
+    #[error("another node runs session {0}")]
+    LeaseHeld(SessionId),
+    /// A run's node lost the session's lease (another node took it over):
+    /// nothing of that run commits any more.
+    #[error("this node lost the lease of session {0}")]
+    Fenced(SessionId),
     /// A unique key already stored (a race the code did not expect).
     #[error("a unique key is already stored")]
     Duplicate(#[source] DbErr),
