@@ -11,8 +11,10 @@
 //! `runs [RUNS] [DELTAS_PER_SECOND]` (200 concurrent agent runs against a
 //! mock provider streaming 50 deltas/s each, by default:
 //! provider→subscriber delta latency), `stop` (time from `agent:stop` to
-//! its ack while other runs stream), and, not in `all` (it needs PostgreSQL
-//! and Redis), `cluster` (two nodes: the latency of the cross-node hop).
+//! its ack while other runs stream), and, not in `all` (they need
+//! PostgreSQL and Redis), `cluster` (two nodes: the latency of the
+//! cross-node hop) and `cluster-runs` (`agent:stop` across nodes, and the
+//! takeover of a killed node's run).
 //! Each scenario starts `target/release/switchboard` on a fresh SQLite
 //! database in a temporary directory, on loopback.
 
@@ -50,7 +52,7 @@ const UNLIMITED: [(&str, &str); 10] = [
 
 struct Server {
     addr: SocketAddr,
-    _child: Child,
+    child: Child,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
 }
@@ -111,13 +113,18 @@ impl Server {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self {
             addr,
-            _child: child,
+            child,
             _dir: dir,
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    async fn kill(&mut self) {
+        self.child.kill().await.expect("kill the server");
     }
 
     fn url(&self, path: &str) -> String {
@@ -441,8 +448,11 @@ async fn main() {
     if all || which == "stop" {
         runs::stop().await;
     }
-    // Not in `all`: it needs PostgreSQL and Redis.
+    // Not in `all`: they need PostgreSQL and Redis.
     if which == "cluster" {
         cluster::cluster().await;
+    }
+    if which == "cluster-runs" {
+        cluster::runs().await;
     }
 }

@@ -15,9 +15,9 @@ use super::raw_client::RawSocket;
 use super::{Server, TOKEN, now_ns, percentile};
 
 #[derive(Clone, Copy)]
-struct Pace {
-    deltas: u64,
-    interval: Duration,
+pub struct Pace {
+    pub deltas: u64,
+    pub interval: Duration,
 }
 
 /// Streams `deltas` content chunks, `interval` apart, each `"<ns> "`.
@@ -51,7 +51,7 @@ async fn completions(State(pace): State<Pace>) -> impl IntoResponse {
     )
 }
 
-async fn mock_provider(pace: Pace) -> String {
+pub async fn mock_provider(pace: Pace) -> String {
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(completions))
         .with_state(pace);
