@@ -2,21 +2,27 @@
 //! gateway registered, per user, and the built-in user tool
 //! `ask_user_questions`.
 //!
-//! The registry lives in memory: a registration belongs to one socket and
-//! goes away with it. It keeps the socket's id, not the socket: a gateway
-//! is reached through the `SocketIo` handle ([`Registry::socket`]), so a
-//! socket that closed is simply not found. What must survive a disconnect or a restart — the
-//! calls themselves — lives in the `tool_calls` table ([`super::calls`]).
+//! The registry lives in memory: a registration belongs to one socket. It
+//! keeps the socket's id, not the socket: a gateway is reached through the
+//! `SocketIo` handle ([`Registry::socket`]), so a socket that closed is
+//! simply not found. When the socket goes, its tools stay *offered* for the
+//! grace (the tool timeout): a gateway that drops for a network blip and
+//! registers again (same `gateway_id`) finds the calls the model made
+//! meanwhile waiting for it, instead of the model being told there is no
+//! such tool. What must survive a disconnect or a restart — the calls
+//! themselves — lives in the `tool_calls` table ([`super::calls`]).
 //!
 //! What a user can make it hold is bounded: at most
 //! `limits.max_gateways_per_user` registrations at once (one per socket and
-//! per `gateway_id`: registering again replaces), each within the limits
+//! per `gateway_id`: registering again replaces), and as many gone ones in
+//! their grace (the oldest go first), each within the limits
 //! of [`super::registration`], its schemas kept as compact JSON text. A
 //! registration is checked on a blocking thread ([`super::compile`]); the
 //! async workers only hand it over.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::cluster::adapter::{SocketIo, SocketRef};
 use serde_json::Value;
@@ -150,9 +156,15 @@ impl Offer {
     }
 }
 
-type Users = HashMap<UserId, Vec<Gateway>>;
+/// A registration, and since when its socket is gone (`None`: connected).
+struct Registered {
+    gateway: Gateway,
+    gone_since: Option<Instant>,
+}
 
-/// Connected gateways by user.
+type Users = HashMap<UserId, Vec<Registered>>;
+
+/// Gateways by user: connected, and gone within the grace.
 pub struct Registry {
     users: Arc<Mutex<Users>>,
     ask_user: Arc<Tool>,
@@ -160,15 +172,18 @@ pub struct Registry {
     /// Where gateway sockets are found; set once the Socket.IO server is
     /// built ([`super::Engine::reach_gateways_through`]).
     io: OnceLock<SocketIo>,
+    /// How long a gone gateway's tools stay offered.
+    grace: Duration,
 }
 
-impl Default for Registry {
-    fn default() -> Self {
+impl Registry {
+    pub fn new(grace: Duration) -> Self {
         Self {
             users: Arc::default(),
             ask_user: Arc::new(Tool::ask_user()),
             compiler: Compiler::default(),
             io: OnceLock::new(),
+            grace,
         }
     }
 }
@@ -219,16 +234,50 @@ impl Registry {
             let mut users = self.users.lock().expect("registry");
             room(&users, user, sid, &gateway.gateway_id, max_gateways)?;
             let list = users.entry(user.clone()).or_default();
-            list.retain(|g| g.sid != gateway.sid && g.gateway_id != gateway.gateway_id);
-            list.push(gateway.clone());
+            list.retain(|g| {
+                g.gateway.sid != gateway.sid && g.gateway.gateway_id != gateway.gateway_id
+            });
+            list.push(Registered {
+                gateway: gateway.clone(),
+                gone_since: None,
+            });
+            // Gone ones past the grace go; then the oldest gone ones while
+            // there are more than `max_gateways`.
+            let grace = self.grace;
+            list.retain(|g| g.gone_since.is_none_or(|t| t.elapsed() < grace));
+            while list.iter().filter(|g| g.gone_since.is_some()).count() > max_gateways {
+                let oldest = list.iter().position(|g| g.gone_since.is_some());
+                list.remove(oldest.expect("a gone one"));
+            }
         }
         // The socket may have closed while its registration was checked,
         // and its disconnect found nothing to forget then.
         if !socket.connected() {
-            self.unregister(user, sid);
+            self.forget(user, sid);
             return Err(EngineError::SocketClosed);
         }
         Ok(gateway)
+    }
+
+    /// Forgets what the socket `sid` registered, at once.
+    fn forget(&self, user: &UserId, sid: Sid) {
+        let mut users = self.users.lock().expect("registry");
+        if let Some(list) = users.get_mut(user) {
+            list.retain(|g| g.gateway.sid != sid);
+            if list.is_empty() {
+                users.remove(user);
+            }
+        }
+    }
+
+    /// Drops the gone gateways past their grace (every user's).
+    pub fn sweep(&self) {
+        let grace = self.grace;
+        let mut users = self.users.lock().expect("registry");
+        users.retain(|_, list| {
+            list.retain(|g| g.gone_since.is_none_or(|t| t.elapsed() < grace));
+            !list.is_empty()
+        });
     }
 
     /// The gateway's socket on `/gateway`, while it is connected.
@@ -241,20 +290,24 @@ impl Registry {
         &self.compiler
     }
 
-    /// Forgets what the socket `sid` registered; `false` when it had no
-    /// current registration (none, or one replaced since).
+    /// The socket `sid` went away: its registration is gone (its tools
+    /// stay offered for the grace); `false` when it had no current
+    /// registration (none, or one replaced since).
     pub fn unregister(&self, user: &UserId, sid: Sid) -> bool {
         let mut users = self.users.lock().expect("registry");
         let Some(list) = users.get_mut(user) else {
             return false;
         };
-        let before = list.len();
-        list.retain(|g| g.sid != sid);
-        let removed = list.len() != before;
-        if list.is_empty() {
-            users.remove(user);
+        match list
+            .iter_mut()
+            .find(|g| g.gateway.sid == sid && g.gone_since.is_none())
+        {
+            Some(registered) => {
+                registered.gone_since = Some(Instant::now());
+                true
+            }
+            None => false,
         }
-        removed
     }
 
     /// The user's connected gateways, oldest registration first.
@@ -263,16 +316,39 @@ impl Registry {
             .lock()
             .expect("registry")
             .get(user)
-            .cloned()
+            .map(|list| {
+                list.iter()
+                    .filter(|g| g.gone_since.is_none())
+                    .map(|g| g.gateway.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The user's gateways whose tools are offered: connected, or gone
+    /// within the grace; oldest registration first.
+    fn offered(&self, user: &UserId) -> Vec<Gateway> {
+        let grace = self.grace;
+        self.users
+            .lock()
+            .expect("registry")
+            .get(user)
+            .map(|list| {
+                list.iter()
+                    .filter(|g| g.gone_since.is_none_or(|t| t.elapsed() < grace))
+                    .map(|g| g.gateway.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// What the model is offered in a session of `user`: the tools of the
-    /// user's connected gateways (the first registration of a name wins),
-    /// then `ask_user_questions`.
+    /// user's gateways, connected or gone within the grace (the first
+    /// registration of a name wins), then `ask_user_questions`. A call to
+    /// a gone gateway's tool waits for it to come back.
     pub fn offer(&self, user: &UserId) -> Offer {
         let mut tools: Vec<Arc<Tool>> = Vec::new();
-        for gateway in self.gateways(user) {
+        for gateway in self.offered(user) {
             for tool in gateway.tools.iter() {
                 if tools.iter().all(|t| t.name != tool.name) {
                     tools.push(tool.clone());
@@ -295,7 +371,9 @@ fn room(
 ) -> Result<(), EngineError> {
     let others = users.get(user).map_or(0, |list| {
         list.iter()
-            .filter(|g| g.sid != sid && g.gateway_id != gateway_id)
+            .filter(|g| {
+                g.gone_since.is_none() && g.gateway.sid != sid && g.gateway.gateway_id != gateway_id
+            })
             .count()
     });
     if others >= max_gateways {

@@ -76,6 +76,9 @@ pub use relay::Answerer;
 pub use request::{Accepted, Execute, MAX_CLIENT_MSG_ID_CHARS, MAX_CONTENT_BYTES, OnBusy};
 use slot::{Entry, QueuedPerUser, Slot, Ticket};
 
+/// How often gone gateways past their grace are dropped.
+const SWEEP_GATEWAYS: Duration = Duration::from_secs(30);
+
 /// How long `agent:stop` waits for the run's `run.finished` to be committed.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
@@ -140,7 +143,8 @@ impl Engine {
     ) -> Self {
         let execute_rate =
             KeyedLimiter::new(settings.limits.execute_rate, "agent:execute requests");
-        Self {
+        let registry = gateways::Registry::new(settings.tool_timeout);
+        let engine = Self {
             inner: Arc::new(Inner {
                 db,
                 log,
@@ -150,13 +154,30 @@ impl Engine {
                 shutdown,
                 slots: Mutex::default(),
                 stopping: AtomicBool::new(false),
-                registry: gateways::Registry::default(),
+                registry,
                 wakers: Mutex::default(),
                 execute_rate,
                 queued: Arc::default(),
                 bus: std::sync::OnceLock::new(),
             }),
-        }
+        };
+        // Gone gateways leave the registry once their grace is over.
+        let inner = Arc::downgrade(&engine.inner);
+        let shutdown = engine.inner.shutdown.clone();
+        engine.inner.tasks.spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_GATEWAYS);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                match inner.upgrade() {
+                    Some(inner) => inner.registry.sweep(),
+                    None => return,
+                }
+            }
+        });
+        engine
     }
 
     /// Finishes the runs a previous process left active; see [`recovery`].

@@ -443,6 +443,44 @@ async fn with_no_gateway_connected_the_call_waits_for_one() {
 }
 
 #[tokio::test]
+async fn a_gateway_away_for_a_network_blip_keeps_its_tools_offered_and_gets_the_call() {
+    let mock = one_call("read_file", r#"{"path":"a"}"#, "done").await;
+    let (mut server, mut alice, session) = subscribed(&mock.server()).await;
+    let laptop = gateway(&server, "tok-alice", "laptop", vec![read_file()]).await;
+
+    // The gateway drops just before the user sends a message.
+    laptop.disconnect().await;
+    server
+        .wait_for_log(|l| l["message"] == "gateway gone")
+        .await;
+    execute(&alice, &session, "go").await;
+    let events = events_until(&mut alice, status_is("awaiting_tool")).await;
+    assert_eq!(of_type(&events, "tool.call").len(), 1);
+    let requests = mock.requests();
+    let offered: Vec<&Value> = requests[0]["tools"]
+        .as_array()
+        .expect("tools offered")
+        .iter()
+        .map(|t| &t["function"]["name"])
+        .collect();
+    assert!(offered.contains(&&json!("read_file")), "{offered:?}");
+
+    // Two seconds later it is back, under the same gateway_id.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let mut back = gateway(&server, "tok-alice", "laptop", vec![read_file()]).await;
+    let call = back.next("tool:call").await;
+    assert_eq!(call["call_id"], "call_a");
+    let ack = answer(&back, "call_a", "A").await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let events = until_idle(&mut alice).await;
+    assert_eq!(
+        of_type(&events, "tool.result")[0]["data"]["status"],
+        "success"
+    );
+    assert_eq!(tool_message(&mock, 1, "call_a")["content"], "A");
+}
+
+#[tokio::test]
 async fn a_call_nobody_answers_times_out_and_the_run_goes_on() {
     let mock = one_call("read_file", r#"{"path":"a"}"#, "no luck").await;
     let builder = mock.server().env("SWITCHBOARD_TOOL_TIMEOUT_MS", "300");
