@@ -4,6 +4,7 @@
 //! PostgreSQL); JSON payloads are text columns holding serialized JSON.
 
 pub mod event;
+pub mod gateway;
 pub mod ids;
 pub mod message;
 pub mod run;

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_core_tables;
 mod m20261122_000002_add_message_seq;
 mod m20261203_000003_add_run_leases;
+mod m20261203_000004_create_gateways;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_core_tables::Migration),
             Box::new(m20261122_000002_add_message_seq::Migration),
             Box::new(m20261203_000003_add_run_leases::Migration),
+            Box::new(m20261203_000004_create_gateways::Migration),
         ]
     }
 }

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::cluster::adapter::{SocketIo, SocketRef};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use socketioxide::socket::Sid;
@@ -121,6 +122,39 @@ const ASK_USER_PARAMETERS: &str = r#"{
     "additionalProperties": false
 }"#;
 
+/// A tool as the shared registry stores it (several nodes).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredTool {
+    name: String,
+    description: String,
+    parameters: Box<RawValue>,
+    requires_approval: bool,
+}
+
+impl Tool {
+    /// The tool as stored in the shared registry.
+    pub fn stored(&self) -> StoredTool {
+        StoredTool {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            parameters: self.parameters.clone(),
+            requires_approval: self.requires_approval,
+        }
+    }
+
+    /// A gateway's tool read back from the shared registry (it was checked
+    /// when its gateway registered).
+    pub fn from_stored(stored: StoredTool) -> Self {
+        Self {
+            name: stored.name,
+            description: stored.description,
+            parameters: stored.parameters,
+            target: Target::Gateway,
+            requires_approval: stored.requires_approval,
+        }
+    }
+}
+
 /// What one gateway socket registered.
 #[derive(Clone)]
 pub struct Gateway {
@@ -137,6 +171,11 @@ impl Gateway {
 
     pub fn tool_count(&self) -> usize {
         self.tools.len()
+    }
+
+    /// Its tools, in registration order.
+    pub fn tools(&self) -> &[Arc<Tool>] {
+        &self.tools
     }
 }
 
@@ -347,12 +386,17 @@ impl Registry {
     /// registration of a name wins), then `ask_user_questions`. A call to
     /// a gone gateway's tool waits for it to come back.
     pub fn offer(&self, user: &UserId) -> Offer {
+        let gateways = self.offered(user);
+        self.offer_of(gateways.iter().flat_map(|g| g.tools.iter().cloned()))
+    }
+
+    /// The offer of `tools` (the first of a name wins), then
+    /// `ask_user_questions`.
+    pub fn offer_of(&self, all: impl IntoIterator<Item = Arc<Tool>>) -> Offer {
         let mut tools: Vec<Arc<Tool>> = Vec::new();
-        for gateway in self.offered(user) {
-            for tool in gateway.tools.iter() {
-                if tools.iter().all(|t| t.name != tool.name) {
-                    tools.push(tool.clone());
-                }
+        for tool in all {
+            if tools.iter().all(|t| t.name != tool.name) {
+                tools.push(tool);
             }
         }
         tools.push(self.ask_user.clone());

@@ -47,6 +47,7 @@ mod relay;
 mod request;
 mod run;
 mod schema;
+mod shared_gateways;
 mod slot;
 mod tools;
 

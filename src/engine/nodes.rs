@@ -51,9 +51,11 @@ use super::record::{self, QueuedRun, Reason};
 use super::slot::{Entry, Slot};
 use super::{
     Accepted, Engine, EngineError, Inner, Launched, OnBusy, STOP_WAIT, recovery, run as runs,
+    shared_gateways,
 };
 use crate::auth::UserId;
 use crate::cluster::Cluster;
+use crate::cluster::adapter::SocketRef;
 use crate::error::Chain;
 use crate::ids::{RunId, SessionId};
 use crate::log::{Fence, Lease, StoreError, fence};
@@ -90,6 +92,9 @@ enum Control {
     Interrupt { session: SessionId, keep: RunId },
     /// A call of the run changed (its result, an approval).
     Wake { run_id: RunId },
+    /// Calls of `owner` wait for a gateway: the nodes with one of theirs
+    /// deliver them (sent by `node`, which delivered to its own).
+    Deliver { owner: String, node: Arc<str> },
 }
 
 impl Engine {
@@ -102,11 +107,18 @@ impl Engine {
         };
         let messages = cluster.runs_messages(RECEIVED_CONTROL).await?;
         let _ = self.inner.bus.set(cluster);
+        shared_gateways::forget_node(&self.inner.db, &settings.node).await?;
         let span = tracing::info_span!("nodes", node_id = %settings.node);
         let inner = self.inner.clone();
         self.inner
             .tasks
             .spawn(inner.receive(messages).instrument(span.clone()));
+        let inner = self.inner.clone();
+        self.inner.tasks.spawn(
+            inner
+                .vouch_for_gateways(settings.clone())
+                .instrument(span.clone()),
+        );
         let inner = self.inner.clone();
         self.inner
             .tasks
@@ -389,6 +401,74 @@ impl Inner {
         }
     }
 
+    /// What the model is offered in a session of `owner`: with several
+    /// nodes, the tools of the user's gateways on every node (read from the
+    /// shared registry; this node's own if that read fails).
+    pub(super) async fn offer(&self, owner: &UserId) -> super::gateways::Offer {
+        if self.settings.nodes.is_none() {
+            return self.registry.offer(owner);
+        }
+        match shared_gateways::tools(&self.db, owner, self.settings.tool_timeout).await {
+            Ok(tools) => self.registry.offer_of(tools),
+            Err(error) => {
+                tracing::warn!(error = %Chain(&error), "cannot read the shared gateway registry; offering this node's gateways");
+                self.registry.offer(owner)
+            }
+        }
+    }
+
+    /// Records a gateway that registered here in the shared registry.
+    pub(super) async fn share_gateway(&self, owner: &UserId, gateway: &super::gateways::Gateway) {
+        let Some(settings) = &self.settings.nodes else {
+            return;
+        };
+        if let Err(error) =
+            shared_gateways::register(&self.db, &settings.node, owner, gateway, settings.lease)
+                .await
+        {
+            tracing::warn!(error = %Chain(&error), "cannot record the gateway for the other nodes");
+        }
+    }
+
+    /// A gateway of this node went away: the other nodes learn it.
+    pub(super) async fn unshare_gateway(&self, owner: &UserId, socket: &SocketRef) {
+        let Some(settings) = &self.settings.nodes else {
+            return;
+        };
+        if let Err(error) =
+            shared_gateways::gone(&self.db, &settings.node, owner, &socket.id.to_string()).await
+        {
+            tracing::warn!(error = %Chain(&error), "cannot record that the gateway is gone");
+        }
+    }
+
+    /// The `gateway_id`s of `owner` connected to other live nodes (none on
+    /// a single node).
+    pub(super) async fn gateways_elsewhere(&self, owner: &UserId) -> HashSet<String> {
+        let Some(settings) = &self.settings.nodes else {
+            return HashSet::new();
+        };
+        shared_gateways::live_elsewhere(&self.db, owner, &settings.node)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(error = %Chain(&error), "cannot read the shared gateway registry");
+                HashSet::new()
+            })
+    }
+
+    /// Delivers the calls of `owner` waiting for a gateway to this node's
+    /// gateways, and asks the other nodes to do the same with theirs.
+    pub(super) async fn deliver_everywhere(&self, owner: &UserId) {
+        self.deliver(owner, None).await;
+        if let Some(settings) = &self.settings.nodes {
+            self.send(Control::Deliver {
+                owner: owner.as_str().to_owned(),
+                node: settings.node.clone(),
+            })
+            .await;
+        }
+    }
+
     /// Publishes `control` to every node. A message Redis does not take is
     /// lost: stops then wait their full time, and waiting runs re-read
     /// their calls within a few seconds anyway.
@@ -429,6 +509,16 @@ impl Inner {
             metrics::counter!(crate::metrics::CLUSTER_CONTROL_RECEIVED).increment(1);
             match control {
                 Control::Wake { run_id } => self.wake(run_id.as_str()),
+                Control::Deliver { owner, node } => {
+                    let owner = UserId::new(owner);
+                    let here = self.settings.nodes.as_ref().map(|s| s.node.clone());
+                    if here.as_deref() != Some(&*node) && !self.registry.gateways(&owner).is_empty()
+                    {
+                        let inner = self.clone();
+                        self.tasks
+                            .spawn(async move { inner.deliver(&owner, None).await });
+                    }
+                }
                 Control::Stop { session } => {
                     let inner = self.clone();
                     self.tasks.spawn(async move {
@@ -474,6 +564,34 @@ impl Inner {
             }
         }
         self.release(session, slot);
+    }
+
+    /// Every [`check_every`]: renews this node's gateways in the shared
+    /// registry; every [`SWEEP_GATEWAYS`], deletes the rows past their
+    /// grace.
+    async fn vouch_for_gateways(self: Arc<Self>, settings: NodeSettings) {
+        let mut every = tokio::time::interval(check_every(&settings));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut swept = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                () = self.shutdown.cancelled() => return,
+            }
+            if let Err(error) =
+                shared_gateways::renew(&self.db, &settings.node, settings.lease).await
+            {
+                tracing::warn!(error = %Chain(&error), "cannot renew this node's gateways");
+            }
+            if swept.elapsed() >= super::SWEEP_GATEWAYS {
+                swept = tokio::time::Instant::now();
+                if let Err(error) =
+                    shared_gateways::sweep(&self.db, self.settings.tool_timeout).await
+                {
+                    tracing::warn!(error = %Chain(&error), "cannot delete gone gateways");
+                }
+            }
+        }
     }
 
     /// Every [`check_every`]: takes over the sessions whose lease ended

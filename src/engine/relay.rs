@@ -52,6 +52,7 @@ impl Engine {
             .registry
             .register(&caller.user_id, socket, request, max_gateways)
             .await?;
+        self.inner.share_gateway(&caller.user_id, &gateway).await;
         tracing::info!(
             user_id = %caller.user_id, gateway_id = gateway.gateway_id,
             tools = gateway.tool_count(), "gateway registered"
@@ -71,7 +72,8 @@ impl Engine {
     pub async fn gateway_disconnected(&self, caller: &Identity, socket: &SocketRef) {
         if self.inner.registry.unregister(&caller.user_id, socket.id) {
             tracing::info!(user_id = %caller.user_id, "gateway gone");
-            self.inner.deliver(&caller.user_id, None).await;
+            self.inner.unshare_gateway(&caller.user_id, socket).await;
+            self.inner.deliver_everywhere(&caller.user_id).await;
         }
     }
 
@@ -303,6 +305,7 @@ impl Inner {
             return;
         }
         let gateways = self.registry.gateways(user);
+        let elsewhere = self.gateways_elsewhere(user).await;
         for row in rows {
             let to_same = registering.filter(|g| {
                 row.status == CallStatus::Sent
@@ -312,11 +315,16 @@ impl Inner {
             let chosen = match to_same {
                 Some(gateway) => Some(gateway),
                 None if row.status == CallStatus::Sent
-                    && gateways
+                    && (gateways
                         .iter()
-                        .any(|g| row.gateway_id.as_deref() == Some(g.gateway_id.as_str())) =>
+                        .any(|g| row.gateway_id.as_deref() == Some(g.gateway_id.as_str()))
+                        || row
+                            .gateway_id
+                            .as_ref()
+                            .is_some_and(|id| elsewhere.contains(id))) =>
                 {
-                    // Its gateway is still connected: it has the call.
+                    // Its gateway is still connected (here or on another
+                    // live node): it has the call.
                     None
                 }
                 None => registering

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Nodes, Socket, TestServer, info};
 use crate::mock_llm::{Gate, MockLlm, Reply};
 use crate::runs::{assert_contiguous, events_until, until_idle};
+use crate::tools::{gateway, read_file, tool_message};
 
 const TOKEN: &str = "tok-alice";
 const LEASE: &str = "2s";
@@ -344,4 +345,84 @@ async fn a_node_that_starts_leaves_the_runs_of_live_nodes_alone() {
         .find(|e| finished(&run)(e))
         .expect("run.finished");
     assert_eq!(end["data"]["reason"], "stopped", "{events:#?}");
+}
+
+#[tokio::test]
+async fn a_run_on_one_node_calls_a_gateway_on_another_and_is_stopped_from_there() {
+    let mock = MockLlm::start().await;
+    mock.reply(Reply::tool_calls(&[(
+        "call_a",
+        "read_file",
+        r#"{"path":"a"}"#,
+    )]))
+    .reply(Reply::stall_after(&["thinking"]));
+    let Some(nodes) = nodes(&mock, 2).await else {
+        return;
+    };
+    let mut laptop = gateway(&nodes[1], TOKEN, "laptop", vec![read_file()]).await;
+    let session = nodes[0].create_session(TOKEN).await;
+    let mut watching = watcher(&nodes[0], &session).await;
+
+    let run = execute(&watching, &session, "go", json!({})).await;
+    assert_eq!(run["ok"], true, "{run}");
+    let call = laptop.next("tool:call").await;
+    assert_eq!(call["call_id"], "call_a");
+    assert_eq!(call["run_id"], run["run_id"]);
+    let ack = laptop
+        .request("tool:result", json!({ "call_id": "call_a", "output": "A" }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    events_until(&mut watching, |e| e["data"]["delta"] == "thinking").await;
+    assert_eq!(tool_message(&mock, 1, "call_a")["content"], "A");
+    let offered = &mock.requests()[0]["tools"];
+    assert_eq!(offered[0]["function"]["name"], "read_file", "{offered}");
+
+    // agent:stop from node B, where the gateway is, ends the run on A.
+    let on_b = nodes[1].agent(TOKEN).await;
+    let asked = Instant::now();
+    let stop = on_b
+        .request("agent:stop", json!({ "session_id": session }))
+        .await;
+    eprintln!("agent:stop across nodes answered in {:?}", asked.elapsed());
+    assert_eq!(stop, json!({ "ok": true, "stopped": true }));
+    let events = until_idle(&mut watching).await;
+    let end = events
+        .iter()
+        .find(|e| finished(&run)(e))
+        .expect("run.finished");
+    assert_eq!(end["data"]["reason"], "stopped");
+}
+
+#[tokio::test]
+async fn a_gateway_whose_node_dies_gets_its_call_again_on_the_other_node() {
+    let mock = MockLlm::start().await;
+    mock.reply(Reply::tool_calls(&[(
+        "call_a",
+        "read_file",
+        r#"{"path":"a"}"#,
+    )]))
+    .reply(Reply::text(&["done"]));
+    let Some(mut nodes) = nodes(&mock, 2).await else {
+        return;
+    };
+    let mut laptop = gateway(&nodes[1], TOKEN, "laptop", vec![read_file()]).await;
+    let session = nodes[0].create_session(TOKEN).await;
+    let mut watching = watcher(&nodes[0], &session).await;
+
+    let run = execute(&watching, &session, "go", json!({})).await;
+    assert_eq!(run["ok"], true, "{run}");
+    let first = laptop.next("tool:call").await;
+    nodes[1].stop_with(Signal::SIGKILL).await;
+
+    // The gateway reconnects, to the other node.
+    let mut again = gateway(&nodes[0], TOKEN, "laptop", vec![read_file()]).await;
+    let second = again.next("tool:call").await;
+    assert_eq!(first, second);
+    let ack = again
+        .request("tool:result", json!({ "call_id": "call_a", "output": "A" }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let events = events_until(&mut watching, finished(&run)).await;
+    assert_eq!(events.last().unwrap()["data"]["reason"], "completed");
+    assert_eq!(tool_message(&mock, 1, "call_a")["content"], "A");
 }

@@ -9,7 +9,7 @@ use crate::helpers::{ServerBuilder, Socket, TestServer};
 use crate::mock_llm::{Frame, Gate, MockLlm, Reply};
 use crate::runs::{assert_contiguous, events_until, execute, subscribed, types, until_idle};
 
-fn read_file() -> Value {
+pub(crate) fn read_file() -> Value {
     json!({
         "name": "read_file",
         "description": "Reads a text file",
@@ -102,7 +102,7 @@ fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 /// The `tool` message for `call_id` in the provider request `index`.
-fn tool_message(mock: &MockLlm, index: usize, call_id: &str) -> Value {
+pub(crate) fn tool_message(mock: &MockLlm, index: usize, call_id: &str) -> Value {
     let request = &mock.requests()[index];
     request["messages"]
         .as_array()

@@ -55,7 +55,7 @@ pub(super) async fn steps(turn: Turn) -> Result<End, RunError> {
     let max_steps = turn.inner.settings.max_steps;
     for _ in 0..max_steps {
         let messages = conversation::load(&turn.inner.db, &turn.session).await?;
-        let offer = turn.inner.registry.offer(&turn.owner);
+        let offer = turn.inner.offer(&turn.owner).await;
         let request = ChatRequest {
             messages,
             tools: offer.specs(),

@@ -113,7 +113,7 @@ pub(super) async fn wait_for_calls(turn: &Turn) -> Result<Waited, RunError> {
             .iter()
             .any(|r| r.target == Target::Gateway && r.status != CallStatus::AwaitingApproval)
         {
-            inner.deliver(&turn.owner, None).await;
+            inner.deliver_everywhere(&turn.owner).await;
         }
         let next_deadline = still_open
             .iter()
