@@ -114,8 +114,8 @@ impl Application {
                 );
                 tracing::warn!(
                     node_id = %config.node_id,
-                    "several nodes: gateways are per node for now \
-                     (docs/deploy.md, \"Not yet cluster-wide\")"
+                    "several nodes: limits per user count per node, and housekeeping runs \
+                     on every node (docs/deploy.md, \"Not yet cluster-wide\")"
                 );
                 Some(connected)
             }

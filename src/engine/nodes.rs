@@ -92,6 +92,13 @@ enum Control {
     Interrupt { session: SessionId, keep: RunId },
     /// A call of the run changed (its result, an approval).
     Wake { run_id: RunId },
+    /// `agent:heartbeat` of a run on `node`, for the session's subscribers
+    /// on the other nodes.
+    Heartbeat {
+        session: SessionId,
+        node: Arc<str>,
+        beat: serde_json::Value,
+    },
     /// Calls of `owner` wait for a gateway: the nodes with one of theirs
     /// deliver them (sent by `node`, which delivered to its own).
     Deliver { owner: String, node: Arc<str> },
@@ -469,6 +476,19 @@ impl Inner {
         }
     }
 
+    /// Sends `agent:heartbeat` to the session's subscribers on every node.
+    pub(super) async fn heartbeat(&self, session: &SessionId, beat: serde_json::Value) {
+        self.log.notify(session, "agent:heartbeat", &beat);
+        if let Some(settings) = &self.settings.nodes {
+            self.send(Control::Heartbeat {
+                session: session.clone(),
+                node: settings.node.clone(),
+                beat,
+            })
+            .await;
+        }
+    }
+
     /// Publishes `control` to every node. A message Redis does not take is
     /// lost: stops then wait their full time, and waiting runs re-read
     /// their calls within a few seconds anyway.
@@ -507,11 +527,20 @@ impl Inner {
                 }
             };
             metrics::counter!(crate::metrics::CLUSTER_CONTROL_RECEIVED).increment(1);
+            let here = self.settings.nodes.as_ref().map(|s| s.node.clone());
             match control {
                 Control::Wake { run_id } => self.wake(run_id.as_str()),
+                Control::Heartbeat {
+                    session,
+                    node,
+                    beat,
+                } => {
+                    if here.as_deref() != Some(&*node) {
+                        self.log.notify(&session, "agent:heartbeat", &beat);
+                    }
+                }
                 Control::Deliver { owner, node } => {
                     let owner = UserId::new(owner);
-                    let here = self.settings.nodes.as_ref().map(|s| s.node.clone());
                     if here.as_deref() != Some(&*node) && !self.registry.gateways(&owner).is_empty()
                     {
                         let inner = self.clone();

@@ -243,7 +243,7 @@ async fn a_node_names_itself_in_its_logs_and_metrics_and_is_ready_with_redis() {
             l["level"] == "WARN"
                 && l["message"]
                     .as_str()
-                    .is_some_and(|m| m.contains("gateways are per node"))
+                    .is_some_and(|m| m.contains("limits per user count per node"))
         })
         .await;
     let session = nodes[0].create_session(TOKEN).await;

@@ -176,7 +176,7 @@ async fn a_message_sent_to_another_node_interrupts_the_run() {
 }
 
 #[tokio::test]
-async fn agent_stop_sent_to_another_node_stops_the_run() {
+async fn heartbeats_and_agent_stop_cross_nodes() {
     let mock = MockLlm::start().await;
     mock.reply(Reply::stall_after(&["par", "tial"]));
     let Some(nodes) = nodes(&mock, 2).await else {
@@ -189,6 +189,9 @@ async fn agent_stop_sent_to_another_node_stops_the_run() {
     let run = execute(&on_a, &session, "go", json!({})).await;
     assert_eq!(run["ok"], true, "{run}");
     events_until(&mut watching, |e| e["data"]["delta"] == "tial").await;
+    // The run goes silent: its heartbeat reaches this node too.
+    let beat = watching.next("agent:heartbeat").await;
+    assert_eq!(beat["run_id"], run["run_id"], "{beat}");
     let asked = Instant::now();
     let ack = watching
         .request("agent:stop", json!({ "session_id": session }))

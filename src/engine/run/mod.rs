@@ -198,7 +198,7 @@ pub(super) async fn run(
                     elapsed_ms: began.elapsed().as_millis() as u64,
                 };
                 let beat = serde_json::to_value(beat).expect("a heartbeat serializes");
-                inner.log.notify(session, "agent:heartbeat", &beat);
+                inner.heartbeat(session, beat).await;
                 turn.progress().last_sent = Instant::now();
             }
         }
