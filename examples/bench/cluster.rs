@@ -163,6 +163,14 @@ pub async fn runs() {
     }
 }
 
+/// The same fan-out on one node, with SQLite then with PostgreSQL.
+pub async fn fanout_databases() {
+    let (pg, _) = urls();
+    super::fanout_with("SQLite", &[]).await;
+    let database = fresh_database(&pg).await;
+    super::fanout_with("PostgreSQL", &[("DATABASE_URL", database.as_str())]).await;
+}
+
 pub async fn cluster() {
     println!("## several nodes (PostgreSQL + Redis): the cross-node hop");
     let (pg, redis) = urls();

@@ -13,8 +13,9 @@
 //! provider→subscriber delta latency), `stop` (time from `agent:stop` to
 //! its ack while other runs stream), and, not in `all` (they need
 //! PostgreSQL and Redis), `cluster` (two nodes: the latency of the
-//! cross-node hop) and `cluster-runs` (`agent:stop` across nodes, and the
-//! takeover of a killed node's run).
+//! cross-node hop), `cluster-runs` (`agent:stop` across nodes, and the
+//! takeover of a killed node's run) and `fanout-databases` (the `fanout`
+//! scenario on one node with SQLite, then with PostgreSQL).
 //! Each scenario starts `target/release/switchboard` on a fresh SQLite
 //! database in a temporary directory, on loopback.
 
@@ -324,8 +325,15 @@ async fn replay() {
 }
 
 async fn fanout() {
-    println!("## fan-out (1 session, 1,000 WebSocket subscribers, every event persisted)");
-    let server = Server::start().await;
+    fanout_with("SQLite", &[]).await;
+}
+
+/// The fan-out scenario on a server started with `env` (its database).
+async fn fanout_with(database: &str, env: &[(&str, &str)]) {
+    println!(
+        "## fan-out (1 session, 1,000 WebSocket subscribers, every event persisted; {database})"
+    );
+    let server = Server::start_with(env).await;
     let session = server.session().await;
     let subscribers = 1000;
     let received = Arc::new(AtomicU64::new(0));
@@ -454,5 +462,8 @@ async fn main() {
     }
     if which == "cluster-runs" {
         cluster::runs().await;
+    }
+    if which == "fanout-databases" {
+        cluster::fanout_databases().await;
     }
 }

@@ -228,11 +228,14 @@ async fn killing_the_runs_node_finishes_it_on_another_and_starts_the_queued_run(
     };
     let session = nodes[0].create_session(TOKEN).await;
     let mut watching = watcher(&nodes[1], &session).await;
-    let on_a = nodes[0].agent(TOKEN).await;
+    let mut on_a = watcher(&nodes[0], &session).await;
 
     let first = execute(&on_a, &session, "one", json!({})).await;
     assert_eq!(first["ok"], true, "{first}");
     let mut events = events_until(&mut watching, |e| e["type"] == "text.delta").await;
+    // What the subscriber on the node about to die saw.
+    let seen_on_a = events_until(&mut on_a, |e| e["type"] == "text.delta").await;
+    let last_on_a = seen_on_a.last().unwrap()["seq"].as_i64().unwrap();
     let queued = execute(&on_a, &session, "two", json!({ "on_busy": "enqueue" })).await;
     assert_eq!(queued["ok"], true, "{queued}");
 
@@ -270,6 +273,22 @@ async fn killing_the_runs_node_finishes_it_on_another_and_starts_the_queued_run(
         ])
     );
     assert!(counter(&nodes[1], "switchboard_cluster_leases_taken_over_total").await >= 1.0);
+
+    // The subscriber of the dead node resumes on the other one from its
+    // last seq: the rest of the log, once, in order.
+    let resumed = nodes[1].agent(TOKEN).await;
+    let ack = resumed
+        .request(
+            "session:subscribe",
+            json!({ "session_id": session, "after_seq": last_on_a }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let mut resumed = resumed;
+    let rest = resumed
+        .events_after(last_on_a, events.len() - seen_on_a.len())
+        .await;
+    assert_eq!(rest, events[seen_on_a.len()..]);
 }
 
 #[tokio::test]
@@ -428,4 +447,44 @@ async fn a_gateway_whose_node_dies_gets_its_call_again_on_the_other_node() {
     let events = events_until(&mut watching, finished(&run)).await;
     assert_eq!(events.last().unwrap()["data"]["reason"], "completed");
     assert_eq!(tool_message(&mock, 1, "call_a")["content"], "A");
+}
+
+#[tokio::test]
+async fn a_gateway_away_for_two_seconds_keeps_its_tools_offered_across_nodes() {
+    let mock = MockLlm::start().await;
+    mock.reply(Reply::tool_calls(&[(
+        "call_a",
+        "read_file",
+        r#"{"path":"a"}"#,
+    )]))
+    .reply(Reply::text(&["done"]));
+    let Some(mut nodes) = nodes(&mock, 2).await else {
+        return;
+    };
+    let laptop = gateway(&nodes[1], TOKEN, "laptop", vec![read_file()]).await;
+    let session = nodes[0].create_session(TOKEN).await;
+    let mut watching = watcher(&nodes[0], &session).await;
+
+    // The gateway (on node B) drops; a run starts on node A meanwhile.
+    laptop.disconnect().await;
+    nodes[1]
+        .wait_for_log(|l| l["message"] == "gateway gone")
+        .await;
+    let run = execute(&watching, &session, "go", json!({})).await;
+    assert_eq!(run["ok"], true, "{run}");
+    events_until(&mut watching, |e| e["type"] == "tool.call").await;
+    let offered = &mock.requests()[0]["tools"];
+    assert_eq!(offered[0]["function"]["name"], "read_file", "{offered}");
+
+    // Back two seconds later, on node B again: the call waited for it.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let mut back = gateway(&nodes[1], TOKEN, "laptop", vec![read_file()]).await;
+    let call = back.next("tool:call").await;
+    assert_eq!(call["call_id"], "call_a");
+    let ack = back
+        .request("tool:result", json!({ "call_id": "call_a", "output": "A" }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let events = events_until(&mut watching, finished(&run)).await;
+    assert_eq!(events.last().unwrap()["data"]["reason"], "completed");
 }

@@ -597,6 +597,12 @@ fn connect_error_message(payload: &Payload) -> String {
 impl Socket {
     /// Emits `event` with `payload` and waits for the acknowledgement.
     pub async fn request(&self, event: &str, payload: Value) -> Value {
+        self.request_within(event, payload, WAIT).await
+    }
+
+    /// [`Socket::request`], waiting up to `wait` (payloads of megabytes
+    /// sent many at once, on a loaded machine).
+    pub async fn request_within(&self, event: &str, payload: Value, wait: Duration) -> Value {
         let (tx, rx) = tokio::sync::oneshot::channel::<Value>();
         let tx = Arc::new(Mutex::new(Some(tx)));
         self.client
@@ -619,7 +625,7 @@ impl Socket {
             })
             .await
             .expect("emit");
-        tokio::time::timeout(WAIT, rx)
+        tokio::time::timeout(wait, rx)
             .await
             .expect("ack in time")
             .expect("ack")

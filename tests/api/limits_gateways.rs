@@ -5,6 +5,8 @@
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use std::time::Duration;
+
 use serde_json::{Map, Value, json};
 
 use crate::helpers::{ServerBuilder, Socket, TestServer, user_jwt};
@@ -139,7 +141,9 @@ async fn twenty_huge_registrations_of_one_user_are_refused_before_they_cost_memo
     let acks = futures_util::future::join_all(sockets.iter().enumerate().map(|(i, s)| {
         let mut payload = huge.clone();
         payload["gateway_id"] = json!(format!("g{i}"));
-        s.request("gateway:register", payload)
+        // 20 payloads of several MiB at once: their refusals may take a
+        // while to come back on a loaded machine.
+        s.request_within("gateway:register", payload, Duration::from_secs(90))
     }))
     .await;
     let grown = server.peak_rss_kib().saturating_sub(before) / MIB;
