@@ -28,6 +28,7 @@ pub const CLUSTER_GAP_EVENTS: &str = "switchboard_cluster_gap_events_total";
 pub const CLUSTER_HEAD_CHECKS: &str = "switchboard_cluster_head_checks_total";
 pub const CLUSTER_LEASES_TAKEN: &str = "switchboard_cluster_leases_taken_total";
 pub const CLUSTER_LEASES_TAKEN_OVER: &str = "switchboard_cluster_leases_taken_over_total";
+pub const CLUSTER_LEASES_HELD: &str = "switchboard_cluster_leases_held";
 pub const CLUSTER_LEASES_LOST: &str = "switchboard_cluster_leases_lost_total";
 pub const CLUSTER_CONTROL_SENT: &str = "switchboard_cluster_control_sent_total";
 pub const CLUSTER_CONTROL_RECEIVED: &str = "switchboard_cluster_control_received_total";
@@ -110,6 +111,10 @@ pub fn install(node: Option<&str>) -> PrometheusHandle {
             ] {
                 metrics::describe_counter!(name, help);
             }
+            metrics::describe_gauge!(
+                CLUSTER_LEASES_HELD,
+                "Session run leases this node holds now (sessions whose runs it executes)"
+            );
             handle
         })
         .clone()

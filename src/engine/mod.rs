@@ -184,11 +184,31 @@ impl Engine {
     /// Finishes the runs a previous process left active; see [`recovery`].
     /// With several nodes, nothing: the runs of nodes that are gone are
     /// taken over once their lease ends ([`nodes`]).
+    /// Then it starts the queued runs the last process left, in order.
     pub async fn recover(&self) -> Result<usize, LogError> {
         if self.inner.settings.nodes.is_some() {
             return Ok(0);
         }
-        recovery::recover(&self.inner.db, &self.inner.log).await
+        let (finished, queued) = recovery::recover(&self.inner.db, &self.inner.log).await?;
+        for session in queued {
+            let slot = self.inner.slot(&session);
+            let started = {
+                let _gate = slot.gate.lock().await;
+                self.inner.start_stored_queue(&slot, &session, None).await
+            };
+            self.inner.release(&session, slot);
+            match started {
+                Ok(count) => tracing::info!(
+                    session_id = %session, runs = count,
+                    "starting the queued runs the last process left"
+                ),
+                Err(error) => tracing::error!(
+                    error = %Chain(&error), session_id = %session,
+                    "cannot start the queued runs the last process left"
+                ),
+            }
+        }
+        Ok(finished)
     }
 
     /// `agent:execute`: logs the user message and starts a run, or queues
@@ -565,6 +585,7 @@ impl Inner {
         let renewing = CancellationToken::new();
         if let Some(lease) = &lease {
             metrics::counter!(crate::metrics::CLUSTER_LEASES_TAKEN).increment(1);
+            metrics::gauge!(crate::metrics::CLUSTER_LEASES_HELD).increment(1.0);
             let renew = self.clone().renew(
                 slot.clone(),
                 session.clone(),
@@ -612,6 +633,9 @@ impl Inner {
                 }
                 let Some(next) = next else {
                     renewing.cancel();
+                    if lease.is_some() {
+                        metrics::gauge!(crate::metrics::CLUSTER_LEASES_HELD).decrement(1.0);
+                    }
                     if let Some(lease) = &lease
                         && !slot.state.lock().expect("slot").lost
                         && let Err(error) = fence::release(&self.db, &session, lease).await

@@ -737,8 +737,24 @@ impl Inner {
         }
         metrics::counter!(crate::metrics::CLUSTER_LEASES_TAKEN_OVER).increment(1);
         let fence = Fence::Hold(lease.clone());
-        let finished =
-            recovery::finish_active(&self.db, &self.log, session, Some(fence.clone())).await?;
+        let finished = recovery::finish_active(&self.db, &self.log, session, Some(fence)).await?;
+        tracing::info!(
+            session_id = %session, epoch = lease.epoch, finished,
+            "took the session over from a node that stopped renewing its lease"
+        );
+        self.start_stored_queue(slot, session, Some(lease)).await?;
+        Ok(())
+    }
+
+    /// Starts the session's stored queued runs here, in order (the caller
+    /// holds the slot's gate, and `lease` if several nodes); gives the
+    /// lease up when there are none. Returns how many.
+    pub(super) async fn start_stored_queue(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        session: &SessionId,
+        lease: Option<Lease>,
+    ) -> Result<usize, EngineError> {
         let owner: Option<String> = session::Entity::find()
             .select_only()
             .column(session::Column::Owner)
@@ -761,20 +777,19 @@ impl Inner {
                 _ => unreadable.push(row.id),
             }
         }
-        runs::finish_stored(self, session, &unreadable, Reason::Interrupted, Some(fence)).await;
-        tracing::info!(
-            session_id = %session, epoch = lease.epoch, finished, queued = queued.len(),
-            "took the session over from a node that stopped renewing its lease"
-        );
+        let fence = lease.clone().map(Fence::Hold);
+        runs::finish_stored(self, session, &unreadable, Reason::Interrupted, fence).await;
+        let count = queued.len();
         let mut queued = queued.into_iter();
         let Some(first) = queued.next() else {
-            fence::release(&self.db, session, &lease).await?;
-            return Ok(());
+            if let Some(lease) = &lease {
+                fence::release(&self.db, session, lease).await?;
+            }
+            return Ok(0);
         };
         slot.state.lock().expect("slot").queue.extend(queued);
-        match self.launch(slot, session, first, Some(lease)).await? {
-            Launched::Started(_) => Ok(()),
-            Launched::Elsewhere(_) => Ok(()),
+        match self.launch(slot, session, first, lease).await? {
+            Launched::Started(_) | Launched::Elsewhere(_) => Ok(count),
         }
     }
 }

@@ -1,13 +1,14 @@
 //! Finishing the runs a previous process left active (it was killed, or
 //! lost its database mid-run). At start, before anything is served, every
-//! run still `running` or `queued` is finished `interrupted` through the
-//! log, as a live run would have been: the partial assistant text, rebuilt
+//! run still `running` is finished `interrupted` through the log, as a
+//! live run would have been (queued runs, stored with their message, are
+//! then started, in order, by the engine): the partial assistant text, rebuilt
 //! from its logged `text.delta`s, becomes an `incomplete` message; tool calls
 //! without a logged result get the one their row holds if they were answered
 //! just before, else `cancelled`; the session goes back to `idle`. A
 //! session's queued runs, which never started, end together in one write.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use entity::states::{MessageStatus, RunStatus};
 use entity::{event, message, run};
@@ -21,31 +22,43 @@ use crate::ids::{CallId, MessageId, RunId, SessionId};
 use crate::log::{EventLog, Fence, LogError};
 use crate::sessions::Status;
 
-/// Finishes every run left active; returns how many.
-pub async fn recover(db: &DatabaseConnection, log: &EventLog) -> Result<usize, LogError> {
+/// Finishes every run left running, and the queued runs whose message is
+/// not stored (queued by an older version); returns how many it finished,
+/// and the sessions whose queued runs are left for the engine to start.
+pub async fn recover(
+    db: &DatabaseConnection,
+    log: &EventLog,
+) -> Result<(usize, Vec<SessionId>), LogError> {
     let runs = run::Entity::find()
         .filter(run::Column::Status.is_in([RunStatus::Running, RunStatus::Queued]))
         .order_by_asc(run::Column::Id)
         .all(db)
         .await?;
-    let count = runs.len();
-    let mut queued: BTreeMap<SessionId, Vec<RunId>> = BTreeMap::new();
+    let mut finished = 0;
+    let mut unreadable: BTreeMap<SessionId, Vec<RunId>> = BTreeMap::new();
+    let mut queued: BTreeSet<SessionId> = BTreeSet::new();
     for row in runs {
         if row.status == RunStatus::Queued {
-            queued.entry(row.session_id).or_default().push(row.id);
+            if row.content.is_some() {
+                queued.insert(row.session_id);
+            } else {
+                unreadable.entry(row.session_id).or_default().push(row.id);
+            }
             continue;
         }
         finish_run(db, log, &row.session_id, &row.id, None).await?;
+        finished += 1;
         tracing::info!(session_id = %row.session_id, run_id = %row.id, "finished a run left active by the last process");
     }
-    for (session, runs) in queued {
+    for (session, runs) in unreadable {
         record::finish_unstarted(log, &session, &runs, Reason::Interrupted, None).await?;
+        finished += runs.len();
         tracing::info!(
             session_id = %session, runs = runs.len(),
-            "finished the queued runs the last process left"
+            "finished the queued runs the last process left without their message"
         );
     }
-    Ok(count)
+    Ok((finished, queued.into_iter().collect()))
 }
 
 /// Finishes the session's running runs `interrupted` (another node ran

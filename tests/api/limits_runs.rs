@@ -302,7 +302,7 @@ async fn shutdown_with_a_full_queue_exits_within_the_shutdown_timeout() {
 }
 
 #[tokio::test]
-async fn a_server_killed_with_a_full_queue_ends_the_queued_runs_in_one_commit_at_its_next_start() {
+async fn a_server_killed_with_a_full_queue_runs_the_queued_messages_in_order_at_its_next_start() {
     let mock = MockLlm::start().await;
     mock.reply(Reply::stall_after(&["thinking"]));
     let builder = only_the_queue_limits(mock.server());
@@ -312,35 +312,47 @@ async fn a_server_killed_with_a_full_queue_ends_the_queued_runs_in_one_commit_at
         let ack = alice
             .request("agent:execute", enqueue(&session, &format!("m{i}")))
             .await;
+        assert_eq!(ack["ok"], true, "{ack}");
         queued.push(ack["run_id"].clone());
+        mock.reply(Reply::text(&[&format!("a{i}")]));
     }
     server.stop_with(Signal::SIGKILL).await;
 
+    // The queued messages were stored: the next process finishes the
+    // active run `interrupted`, then runs each of them, in order, once.
     let server = builder.spawn().await;
-    let (_, log) = server
-        .get("tok-alice", &format!("/v1/sessions/{session}/events"))
+    let mut alice = server.agent("tok-alice").await;
+    let ack = alice
+        .request("session:subscribe", json!({ "session_id": session }))
         .await;
-    let events = log["events"].as_array().expect("events");
-    let finished: Vec<&Value> = events
+    assert_eq!(ack["ok"], true, "{ack}");
+    let last = queued.last().unwrap().clone();
+    let events = events_until(&mut alice, |e| {
+        e["type"] == "run.finished" && e["run_id"] == last
+    })
+    .await;
+    let finished: Vec<(&Value, &Value)> = events
         .iter()
         .filter(|e| e["type"] == "run.finished")
+        .map(|e| (&e["run_id"], &e["data"]["reason"]))
         .collect();
-    assert_eq!(finished.len(), 17, "{events:?}");
-    assert_eq!(finished[0]["run_id"], first["run_id"]);
-    let stamps: Vec<&Value> = finished[1..]
+    let interrupted = json!("interrupted");
+    let completed = json!("completed");
+    let mut expected = vec![(&first["run_id"], &interrupted)];
+    expected.extend(queued.iter().map(|id| (id, &completed)));
+    assert_eq!(finished, expected);
+    let users: Vec<&Value> = events
         .iter()
-        .inspect(|e| assert!(queued.contains(&e["run_id"])))
-        .map(|e| &e["ts"])
+        .filter(|e| e["type"] == "message.user")
+        .map(|e| &e["data"]["content"])
         .collect();
-    let mut distinct = stamps.clone();
-    distinct.dedup();
-    eprintln!("queued runs recovered in {} distinct ts", distinct.len());
-    assert_eq!(distinct.len(), 1, "{stamps:?}");
+    let sent: Vec<Value> = std::iter::once(json!("go"))
+        .chain((0..16).map(|i| json!(format!("m{i}"))))
+        .collect();
+    assert_eq!(users, sent.iter().collect::<Vec<_>>());
     let rows = run_rows(&builder, &session).await;
     assert!(
-        rows.iter().all(
-            |(status, reason)| status == "finished" && reason.as_deref() == Some("interrupted")
-        ),
+        rows.iter().all(|(status, _)| status == "finished"),
         "{rows:?}"
     );
 }
