@@ -11,7 +11,11 @@
 //! `runs [RUNS] [DELTAS_PER_SECOND]` (200 concurrent agent runs against a
 //! mock provider streaming 50 deltas/s each, by default:
 //! provider→subscriber delta latency), `stop` (time from `agent:stop` to
-//! its ack while other runs stream), and, not in `all` (they need
+//! its ack while other runs stream); not in `all`, side by side with a
+//! plain Node socket.io server (`npm ci` in tests/js first):
+//! `connections [N]` (RSS per idle subscribed connection, 10,000 open) and
+//! `latency [SUBSCRIBERS] [EVENTS_PER_S]` (producer→subscriber latency
+//! sampled at every subscriber, 1,000 × 50/s); and, not in `all` (they need
 //! PostgreSQL and Redis), `cluster` (two nodes: the latency of the
 //! cross-node hop), `cluster-runs` (`agent:stop` across nodes, and the
 //! takeover of a killed node's run) and `fanout-databases` (the `fanout`
@@ -20,6 +24,7 @@
 //! database in a temporary directory, on loopback.
 
 mod cluster;
+mod connections;
 #[path = "../../tests/support/raw_client.rs"]
 mod raw_client;
 mod runs;
@@ -81,7 +86,8 @@ impl Server {
         let bin = std::env::var("SWITCHBOARD_BIN").unwrap_or_else(|_| {
             concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/switchboard").to_owned()
         });
-        let mut child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
             .env(
                 "DATABASE_URL",
@@ -93,18 +99,37 @@ impl Server {
             // here, and the scenarios measure throughput, not the limits:
             // lift those a load generator trips (README, "Limits").
             .envs(UNLIMITED.iter().copied())
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::spawn(command, dir, "run `cargo build --release` first").await
+    }
+
+    /// The reference: a plain Node socket.io server doing the same room
+    /// broadcast without persistence (`tests/js/bench/node-server.mjs`).
+    async fn start_node() -> Self {
+        let mut command = Command::new("node");
+        command
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/js/bench/node-server.mjs"
+            ))
+            .env("BENCH_TOKEN", TOKEN);
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn(command, dir, "run `npm ci` in tests/js first").await
+    }
+
+    /// Starts `command` and waits for the `listening` line of its JSON log.
+    async fn spawn(mut command: Command, dir: tempfile::TempDir, hint: &str) -> Self {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {bin} ({e}); run `cargo build --release` first")
-            });
+            .unwrap_or_else(|e| panic!("cannot start {command:?} ({e}); {hint}"));
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let addr = loop {
             let line = lines.next_line().await.unwrap().expect("server exited");
             let Ok(log) = serde_json::from_str::<Value>(&line) else {
+                eprintln!("{line}");
                 continue;
             };
             if log["message"] == "listening" {
@@ -121,6 +146,17 @@ impl Server {
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// The server's resident memory now, in KiB (`VmRSS`).
+    fn rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("server running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
     }
 
     /// SIGKILL, and wait for the process to be gone.
@@ -325,6 +361,12 @@ async fn replay() {
 }
 
 async fn fanout() {
+    // The reference first, saturated only: it falls behind at the fixed
+    // rates (`bench -- latency` measures those side by side).
+    println!(
+        "## fan-out (1 session, 1,000 WebSocket subscribers; plain Node socket.io, nothing persisted)"
+    );
+    fanout_on(Server::start_node().await, &[]).await;
     fanout_with("SQLite", &[]).await;
 }
 
@@ -333,7 +375,11 @@ async fn fanout_with(database: &str, env: &[(&str, &str)]) {
     println!(
         "## fan-out (1 session, 1,000 WebSocket subscribers, every event persisted; {database})"
     );
-    let server = Server::start_with(env).await;
+    fanout_on(Server::start_with(env).await, &[10, 50, 100, 200]).await;
+}
+
+/// Saturated fan-out, then latency at each of `rates` (events/s).
+async fn fanout_on(server: Server, rates: &[u64]) {
     let session = server.session().await;
     let subscribers = 1000;
     let received = Arc::new(AtomicU64::new(0));
@@ -382,7 +428,7 @@ async fn fanout_with(database: &str, env: &[(&str, &str)]) {
 
     // Fixed rates: one event per request, evenly spaced; latency measured
     // from just before the append request to receipt by each subscriber.
-    for per_second in [10u64, 50, 100, 200] {
+    for &per_second in rates {
         let before = received.load(Ordering::Relaxed);
         measuring.store(true, Ordering::Relaxed);
         let seconds = 5;
@@ -435,6 +481,12 @@ async fn fanout_with(database: &str, env: &[(&str, &str)]) {
 async fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     let all = which == "all";
+    let arg = |i: usize, default: u64| {
+        std::env::args()
+            .nth(i)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(default)
+    };
     if all || which == "ingest" {
         ingest().await;
     }
@@ -445,16 +497,17 @@ async fn main() {
         fanout().await;
     }
     if all || which == "runs" {
-        let arg = |i: usize, default: u64| {
-            std::env::args()
-                .nth(i)
-                .and_then(|a| a.parse().ok())
-                .unwrap_or(default)
-        };
         runs::runs(arg(2, 200), arg(3, 50)).await;
     }
     if all || which == "stop" {
         runs::stop().await;
+    }
+    // Not in `all`: they need Node (`npm ci` in tests/js).
+    if which == "connections" {
+        connections::connections(arg(2, 10_000) as usize).await;
+    }
+    if which == "latency" {
+        connections::latency(arg(2, 1_000) as usize, arg(3, 50)).await;
     }
     // Not in `all`: they need PostgreSQL and Redis.
     if which == "cluster" {

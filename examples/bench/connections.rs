@@ -1,0 +1,192 @@
+//! What a connection costs and how quickly an event reaches every
+//! subscriber, side by side with the reference a user would otherwise pick:
+//! a plain Node socket.io server doing the same room broadcast without
+//! persistence (`tests/js/bench/node-server.mjs`).
+//!
+//! - `connections [N]`: the server's RSS growth per idle, authenticated,
+//!   subscribed WebSocket connection, with N (10,000 by default) open.
+//! - `latency [SUBSCRIBERS] [EVENTS_PER_S]`: producer → subscriber latency
+//!   with one event per POST, sampled at every subscriber (Node writes to
+//!   a room's members in join order, so the first to join always look
+//!   fast).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
+
+use super::raw_client::RawSocket;
+use super::{Server, TOKEN, event, now_ns, percentile, seq, stamp};
+
+/// How many connections are opened at once.
+const CONCURRENT_OPENS: usize = 64;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Node,
+    Switchboard,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Node => "plain Node socket.io",
+            Target::Switchboard => "Switchboard",
+        }
+    }
+
+    async fn start(self) -> Server {
+        match self {
+            Target::Node => Server::start_node().await,
+            Target::Switchboard => Server::start().await,
+        }
+    }
+}
+
+/// Opens `n` WebSocket connections to `/agent`, each subscribed to
+/// `session`; each then answers pings and hands its events to `on_event`.
+async fn open<F>(server: &Server, session: &str, n: usize, on_event: F)
+where
+    F: Fn(&str) + Clone + Send + Sync + 'static,
+{
+    let addr = server.addr;
+    futures_util::stream::iter(0..n)
+        .map(|_| {
+            let on_event = on_event.clone();
+            async move {
+                let mut socket = RawSocket::connect(addr, "/agent", TOKEN, None)
+                    .await
+                    .expect("connect");
+                let ack = socket
+                    .request("session:subscribe", json!({ "session_id": session }))
+                    .await
+                    .expect("subscribe");
+                assert_eq!(ack["ok"], true, "subscribe: {ack}");
+                tokio::spawn(async move {
+                    while let Ok(text) = socket.next_event_text().await {
+                        on_event(&text);
+                    }
+                });
+            }
+        })
+        .buffer_unordered(CONCURRENT_OPENS)
+        .collect::<()>()
+        .await;
+}
+
+/// RSS per idle, authenticated, subscribed WebSocket connection.
+pub async fn connections(n: usize) {
+    println!(
+        "## memory per connection ({n} idle, authenticated, subscribed WebSocket connections)"
+    );
+    for round in 1..=2 {
+        for target in [Target::Node, Target::Switchboard] {
+            let server = target.start().await;
+            let session = server.session().await;
+            // Warm up (code paths, the database pool, the allocator's first
+            // arenas) with a few connections that stay open.
+            open(&server, &session, 100, |_| {}).await;
+            settle().await;
+            let before = server.rss_kib();
+            let start = Instant::now();
+            open(&server, &session, n, |_| {}).await;
+            let opened = start.elapsed();
+            settle().await;
+            let after = server.rss_kib();
+            println!(
+                "{:<22} round {round}: {:>6.1} KB per connection (RSS {} -> {} MiB; opened in {opened:.2?})",
+                target.name(),
+                (after.saturating_sub(before)) as f64 * 1.024 / n as f64,
+                before / 1024,
+                after / 1024,
+            );
+        }
+    }
+}
+
+/// Gives the server time to finish what the last connections started
+/// (their subscribe, freed buffers going back to the allocator) before its
+/// RSS is read.
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+/// Producer → subscriber latency at a fixed rate, one event per POST.
+pub async fn latency(subscribers: usize, per_second: u64) {
+    println!(
+        "## latency ({subscribers} WebSocket subscribers, {per_second} events/s, one event per POST, every subscriber sampled)"
+    );
+    for round in 1..=2 {
+        for target in [Target::Node, Target::Switchboard] {
+            latency_of(target, round, subscribers, per_second).await;
+        }
+    }
+}
+
+async fn latency_of(target: Target, round: u32, subscribers: usize, per_second: u64) {
+    let server = target.start().await;
+    let session = server.session().await;
+    let received = Arc::new(AtomicU64::new(0));
+    let (latency_tx, mut latency_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let counter = received.clone();
+    open(&server, &session, subscribers, move |text| {
+        if seq(text).is_some() {
+            counter.fetch_add(1, Ordering::Relaxed);
+            if let Some(t) = stamp(text) {
+                let _ = latency_tx.send(now_ns().saturating_sub(t));
+            }
+        }
+    })
+    .await;
+
+    let seconds = 10;
+    let n = per_second * seconds;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let mut inflight = Vec::new();
+    for i in 0..n {
+        tick.tick().await;
+        let http = server.http.clone();
+        let url = server.url(&format!("/v1/sessions/{session}/events"));
+        inflight.push(tokio::spawn(async move {
+            let response = http
+                .post(url)
+                .bearer_auth(TOKEN)
+                .json(&json!({ "events": [event(i)] }))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                response.status().is_success(),
+                "append: {}",
+                response.status()
+            );
+        }));
+    }
+    for task in inflight {
+        task.await.unwrap();
+    }
+    let target_count = n * subscribers as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received.load(Ordering::Relaxed) < target_count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = start.elapsed();
+    let mut latencies = Vec::new();
+    while let Ok(l) = latency_rx.try_recv() {
+        latencies.push(l);
+    }
+    latencies.sort_unstable();
+    println!(
+        "{:<22} round {round}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} of {target_count} deliveries in {elapsed:.2?})",
+        target.name(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.90),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0),
+        latencies.len(),
+    );
+}
