@@ -11,7 +11,11 @@ use crate::{ProtocolVersion, Sid, Str, TransportType};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Packet {
     /// Open packet used to initiate a connection
-    Open(OpenPacket),
+    ///
+    /// Boxed: it is sent once per connection and is the largest variant by
+    /// far, and every [`PacketBuf`] slot of a socket's channel is as large
+    /// as the largest variant.
+    Open(Box<OpenPacket>),
     /// Close packet used to close a connection
     Close,
     /// Ping packet used to check if the connection is still alive
@@ -308,8 +312,10 @@ impl Default for OpenPacket {
 /// It is used to ensure atomicity when sending multiple packets to the client.
 ///
 /// The [`PacketBuf`] stack size will impact the dynamically allocated buffer
-/// of the internal mpsc channel.
-pub type PacketBuf = SmallVec<[Packet; 2]>;
+/// of the internal mpsc channel: each socket's channel allocates its first
+/// block of 32 slots up front. Most sends are one packet (a message without
+/// binary attachments, a ping), so one is inline; more spill to the heap.
+pub type PacketBuf = SmallVec<[Packet; 1]>;
 
 #[cfg(test)]
 mod tests {
@@ -393,15 +399,24 @@ mod tests {
     }
 
     #[test]
+    fn test_packet_buf_stays_small() {
+        // Every socket's channel allocates its first 32 `PacketBuf` slots up
+        // front: 48 bytes each is 1.5 KiB per socket (it was 168 bytes, 5.25 KiB,
+        // with an inline `OpenPacket` and two packets per slot).
+        assert!(std::mem::size_of::<Packet>() <= 40);
+        assert!(std::mem::size_of::<PacketBuf>() <= 48);
+    }
+
+    #[test]
     fn test_open_packet() {
         let sid = Sid::new();
-        let packet = Packet::Open(OpenPacket {
+        let packet = Packet::Open(Box::new(OpenPacket {
             sid,
             upgrades: smallvec::smallvec![TransportType::Websocket],
             ping_interval: Duration::from_millis(25000),
             ping_timeout: Duration::from_millis(20000),
             max_payload: 100000,
-        });
+        }));
         let packet_str: String = packet.into();
         assert_eq!(
             packet_str,
@@ -454,7 +469,7 @@ mod tests {
             upgrades: smallvec::smallvec![TransportType::Websocket],
         };
         let size = serde_json::to_string(&open).unwrap().len();
-        let packet = Packet::Open(open);
+        let packet = Packet::Open(Box::new(open));
         assert_eq!(packet.get_size_hint(false), size);
 
         let packet = Packet::Close;
