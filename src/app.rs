@@ -38,6 +38,11 @@ use crate::state::AppState;
 /// (and the event log switches that subscriber to catch-up); the bytes of
 /// them are bounded by `SWITCHBOARD_MAX_SOCKET_BUFFER_BYTES`.
 const SOCKET_BUFFER_PACKETS: usize = 256;
+/// How much a WebSocket connection reads at once. Every connection keeps a
+/// buffer this large for its lifetime; what clients send is small (acks,
+/// subscribes, deltas of user input), and a larger message is still read
+/// whole, in more reads. socketioxide's default is 4 KiB.
+const WS_READ_BUFFER_BYTES: usize = 1024;
 /// A run that sent nothing for this long sends `agent:heartbeat` (PROTOCOL §4.3).
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long connecting to the LLM provider may take.
@@ -190,6 +195,7 @@ impl Application {
             .max_payload(max_message)
             .ws_max_message_size(max_message_usize)
             .ws_max_frame_size(max_message_usize)
+            .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
             .with_parser(ParserConfig::common().max_incoming_binary_buf_size(max_message_usize))
             .connect_timeout(state.config.limits.connect_timeout)
             .max_buffer_size(SOCKET_BUFFER_PACKETS)

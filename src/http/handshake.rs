@@ -93,10 +93,73 @@ pub async fn limit_handshakes(
     next.run(request).await
 }
 
+/// Middleware: a handshake's URI and header values copied into memory of
+/// their own before engineioxide keeps them for the connection's lifetime
+/// (`Socket::req_parts`, which authentication reads).
+///
+/// hyper parses a request head in place: the URI and every header value
+/// are slices of the connection's read buffer (8–16 KiB), so keeping any
+/// of them keeps the whole buffer, per connection, for as long as the
+/// connection lasts. The copies take a few hundred bytes.
+pub async fn own_handshake_head(request: Request, next: Next) -> Response {
+    if !is_handshake(request.uri()) {
+        return next.run(request).await;
+    }
+    let (mut head, body) = request.into_parts();
+    own(&mut head);
+    next.run(Request::from_parts(head, body)).await
+}
+
+/// Replaces `head`'s URI and header values with copies. (Header names are
+/// copied by hyper already.)
+fn own(head: &mut http::request::Parts) {
+    if let Ok(uri) = head.uri.to_string().parse() {
+        head.uri = uri;
+    }
+    for value in head.headers.values_mut() {
+        if let Ok(mut copy) = http::HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Rate;
+
+    #[test]
+    fn an_owned_head_shares_nothing_with_the_buffer_it_was_parsed_from() {
+        // As hyper builds a head: the URI and values slice the read buffer.
+        let buffer = bytes::Bytes::from_static(
+            b"/socket.io/?EIO=4&transport=websocket\0Bearer abc\0https://app.example",
+        );
+        let within = |bytes: &[u8]| buffer.as_ptr_range().contains(&bytes.as_ptr());
+        let mut head = http::Request::new(()).into_parts().0;
+        head.uri = http::Uri::from_maybe_shared(buffer.slice(0..37)).unwrap();
+        let mut token = http::HeaderValue::from_maybe_shared(buffer.slice(38..48)).unwrap();
+        token.set_sensitive(true);
+        head.headers.insert(http::header::AUTHORIZATION, token);
+        head.headers.insert(
+            http::header::ORIGIN,
+            http::HeaderValue::from_maybe_shared(buffer.slice(49..)).unwrap(),
+        );
+        assert!(within(head.uri.path().as_bytes()));
+        assert!(within(head.headers[http::header::ORIGIN].as_bytes()));
+
+        own(&mut head);
+
+        assert_eq!(head.uri, "/socket.io/?EIO=4&transport=websocket");
+        assert!(!within(head.uri.path().as_bytes()));
+        let token = &head.headers[http::header::AUTHORIZATION];
+        assert_eq!(token, "Bearer abc");
+        assert!(token.is_sensitive());
+        assert!(!within(token.as_bytes()));
+        let origin = &head.headers[http::header::ORIGIN];
+        assert_eq!(origin, "https://app.example");
+        assert!(!within(origin.as_bytes()));
+    }
 
     #[test]
     fn handshakes_are_engine_io_requests_without_a_sid() {

@@ -93,6 +93,7 @@ pub fn router(
             json_payload_too_large,
         ))
         .layer(socketio)
+        .layer(axum::middleware::from_fn(handshake::own_handshake_head))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(HandshakeLimiter::new(&state.config.limits)),
             handshake::limit_handshakes,
