@@ -301,7 +301,9 @@ impl EventLog {
             let (tx, rx) = mpsc::channel(4096);
             let writer = writer.clone().unwrap_or_else(|| db.clone());
             let weak = tx.downgrade();
-            tasks.spawn(writer::committer(writer, gate, rx, tx, shutdown.clone()));
+            let committer =
+                tasks.track_future(writer::committer(writer, gate, rx, tx, shutdown.clone()));
+            writer::spawn_on_own_thread(committer);
             weak
         });
         let log = Self {
