@@ -40,7 +40,31 @@ impl Target {
     async fn start(self) -> Server {
         match self {
             Target::Node => Server::start_node().await,
-            Target::Switchboard => Server::start().await,
+            // Long enough for the connections that open no namespace.
+            Target::Switchboard => {
+                Server::start_with(&[("SWITCHBOARD_CONNECT_TIMEOUT", "10m")]).await
+            }
+        }
+    }
+}
+
+/// How far a connection goes before it idles.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// An Engine.IO session only (no namespace opened).
+    Engine,
+    /// `/agent` opened and authenticated.
+    Namespace,
+    /// And subscribed to a session.
+    Subscribed,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Engine => "Engine.IO session only",
+            Stage::Namespace => "+ /agent authenticated",
+            Stage::Subscribed => "+ subscribed",
         }
     }
 }
@@ -51,19 +75,34 @@ async fn open<F>(server: &Server, session: &str, n: usize, on_event: F)
 where
     F: Fn(&str) + Clone + Send + Sync + 'static,
 {
+    open_to(server, session, n, Stage::Subscribed, on_event).await;
+}
+
+async fn open_to<F>(server: &Server, session: &str, n: usize, stage: Stage, on_event: F)
+where
+    F: Fn(&str) + Clone + Send + Sync + 'static,
+{
     let addr = server.addr;
     futures_util::stream::iter(0..n)
         .map(|_| {
             let on_event = on_event.clone();
             async move {
-                let mut socket = RawSocket::connect(addr, "/agent", TOKEN, None)
+                let mut socket = RawSocket::open_engine(addr, "/agent", None)
                     .await
                     .expect("connect");
-                let ack = socket
-                    .request("session:subscribe", json!({ "session_id": session }))
-                    .await
-                    .expect("subscribe");
-                assert_eq!(ack["ok"], true, "subscribe: {ack}");
+                if !matches!(stage, Stage::Engine) {
+                    socket
+                        .connect_namespace(TOKEN)
+                        .await
+                        .expect("connect /agent");
+                }
+                if matches!(stage, Stage::Subscribed) {
+                    let ack = socket
+                        .request("session:subscribe", json!({ "session_id": session }))
+                        .await
+                        .expect("subscribe");
+                    assert_eq!(ack["ok"], true, "subscribe: {ack}");
+                }
                 tokio::spawn(async move {
                     while let Ok(text) = socket.next_event_text().await {
                         on_event(&text);
@@ -76,32 +115,34 @@ where
         .await;
 }
 
-/// RSS per idle, authenticated, subscribed WebSocket connection.
+/// RSS per idle, authenticated, subscribed WebSocket connection, and what
+/// each step of opening one adds.
 pub async fn connections(n: usize) {
-    println!(
-        "## memory per connection ({n} idle, authenticated, subscribed WebSocket connections)"
-    );
+    println!("## memory per connection ({n} idle WebSocket connections)");
     for round in 1..=2 {
         for target in [Target::Node, Target::Switchboard] {
-            let server = target.start().await;
-            let session = server.session().await;
-            // Warm up (code paths, the database pool, the allocator's first
-            // arenas) with a few connections that stay open.
-            open(&server, &session, 100, |_| {}).await;
-            settle().await;
-            let before = server.rss_kib();
-            let start = Instant::now();
-            open(&server, &session, n, |_| {}).await;
-            let opened = start.elapsed();
-            settle().await;
-            let after = server.rss_kib();
-            println!(
-                "{:<22} round {round}: {:>6.1} KB per connection (RSS {} -> {} MiB; opened in {opened:.2?})",
-                target.name(),
-                (after.saturating_sub(before)) as f64 * 1.024 / n as f64,
-                before / 1024,
-                after / 1024,
-            );
+            for stage in [Stage::Engine, Stage::Namespace, Stage::Subscribed] {
+                let server = target.start().await;
+                let session = server.session().await;
+                // Warm up (code paths, the database pool, the allocator's
+                // first arenas) with a few connections that stay open.
+                open_to(&server, &session, 100, Stage::Subscribed, |_| {}).await;
+                settle().await;
+                let before = server.rss_kib();
+                let start = Instant::now();
+                open_to(&server, &session, n, stage, |_| {}).await;
+                let opened = start.elapsed();
+                settle().await;
+                let after = server.rss_kib();
+                println!(
+                    "{:<22} round {round}, {:<24} {:>6.1} KB per connection (RSS {} -> {} MiB; opened in {opened:.2?})",
+                    target.name(),
+                    stage.name(),
+                    (after.saturating_sub(before)) as f64 * 1.024 / n as f64,
+                    before / 1024,
+                    after / 1024,
+                );
+            }
         }
     }
 }

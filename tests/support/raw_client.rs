@@ -30,6 +30,18 @@ impl RawSocket {
         token: &str,
         recv_buffer: Option<u32>,
     ) -> Result<Self, String> {
+        let mut socket = Self::open_engine(addr, ns, recv_buffer).await?;
+        socket.connect_namespace(token).await?;
+        Ok(socket)
+    }
+
+    /// An Engine.IO session over a WebSocket, with no namespace opened yet
+    /// ([`Self::connect_namespace`] opens `ns`).
+    pub async fn open_engine(
+        addr: SocketAddr,
+        ns: &str,
+        recv_buffer: Option<u32>,
+    ) -> Result<Self, String> {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()
         } else {
@@ -54,22 +66,25 @@ impl RawSocket {
             events: VecDeque::new(),
         };
         match socket.read_text().await?.chars().next() {
-            Some('0') => {}
-            other => return Err(format!("expected an open packet, got {other:?}")),
+            Some('0') => Ok(socket),
+            other => Err(format!("expected an open packet, got {other:?}")),
         }
+    }
+
+    /// Opens the namespace with `auth.token`.
+    pub async fn connect_namespace(&mut self, token: &str) -> Result<(), String> {
         let auth = serde_json::json!({ "token": token });
-        socket.send(format!("40{},{auth}", socket.ns)).await?;
+        self.send(format!("40{},{auth}", self.ns)).await?;
         loop {
-            let text = socket.read_text().await?;
-            if let Some(rest) = text.strip_prefix(&format!("40{}", socket.ns)) {
-                let _ = rest;
-                return Ok(socket);
+            let text = self.read_text().await?;
+            if text.starts_with(&format!("40{}", self.ns)) {
+                return Ok(());
             }
-            if let Some(rest) = text.strip_prefix(&format!("44{},", socket.ns)) {
+            if let Some(rest) = text.strip_prefix(&format!("44{},", self.ns)) {
                 let err: Value = serde_json::from_str(rest).unwrap_or(Value::Null);
                 return Err(err["message"].as_str().unwrap_or(rest).to_owned());
             }
-            socket.handle(&text).await?;
+            self.handle(&text).await?;
         }
     }
 

@@ -59,7 +59,9 @@ const server = http.createServer((req, res) => {
   });
 });
 
-const io = new Server(server, { serveClient: false });
+// connectTimeout: long enough for the benchmark's connections that open no
+// namespace (as the benchmark sets SWITCHBOARD_CONNECT_TIMEOUT).
+const io = new Server(server, { serveClient: false, connectTimeout: 600_000 });
 const agent = io.of("/agent");
 agent.use((socket, next) => {
   if (socket.handshake.auth?.token === token) return next();
