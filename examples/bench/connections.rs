@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use super::raw_client::RawSocket;
-use super::{Server, TOKEN, event, now_ns, percentile, seq, stamp};
+use super::{Server, TOKEN, now_ns, percentile, seq, stamp};
 
 /// How many connections are opened at once.
 const CONCURRENT_OPENS: usize = 64;
@@ -184,32 +184,8 @@ async fn latency_of(target: Target, round: u32, subscribers: usize, per_second: 
 
     let seconds = 10;
     let n = per_second * seconds;
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let start = Instant::now();
-    let mut inflight = Vec::new();
-    for i in 0..n {
-        tick.tick().await;
-        let http = server.http.clone();
-        let url = server.url(&format!("/v1/sessions/{session}/events"));
-        inflight.push(tokio::spawn(async move {
-            let response = http
-                .post(url)
-                .bearer_auth(TOKEN)
-                .json(&json!({ "events": [event(i)] }))
-                .send()
-                .await
-                .unwrap();
-            assert!(
-                response.status().is_success(),
-                "append: {}",
-                response.status()
-            );
-        }));
-    }
-    for task in inflight {
-        task.await.unwrap();
-    }
+    server.append_paced(&session, per_second, seconds).await;
     let target_count = n * subscribers as u64;
     let deadline = Instant::now() + Duration::from_secs(60);
     while received.load(Ordering::Relaxed) < target_count && Instant::now() < deadline {

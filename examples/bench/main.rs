@@ -201,6 +201,39 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Appends `per_second × seconds` events to `session`, one per request,
+    /// evenly spaced (a late tick is caught up at once), and waits for
+    /// every answer.
+    async fn append_paced(&self, session: &str, per_second: u64, seconds: u64) {
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut inflight = Vec::new();
+        for i in 0..per_second * seconds {
+            tick.tick().await;
+            let http = self.http.clone();
+            let url = self.url(&format!("/v1/sessions/{session}/events"));
+            inflight.push(tokio::spawn(async move {
+                let response = http
+                    .post(url)
+                    .bearer_auth(TOKEN)
+                    .json(&json!({ "events": [event(i)] }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    response.status().is_success(),
+                    "append: {}",
+                    response.status()
+                );
+            }));
+        }
+        for task in inflight {
+            task.await.unwrap();
+        }
+    }
+}
+
 /// An `output` event of about 200 bytes on the wire, stamped with the
 /// wall-clock time it was produced (ns since the epoch).
 fn event(i: u64) -> Value {
@@ -433,28 +466,8 @@ async fn fanout_on(server: Server, rates: &[u64]) {
         measuring.store(true, Ordering::Relaxed);
         let seconds = 5;
         let n = per_second * seconds;
-        let interval = Duration::from_secs_f64(1.0 / per_second as f64);
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let start = Instant::now();
-        let mut inflight = Vec::new();
-        for i in 0..n {
-            tick.tick().await;
-            let server_http = server.http.clone();
-            let url = server.url(&format!("/v1/sessions/{session}/events"));
-            inflight.push(tokio::spawn(async move {
-                server_http
-                    .post(url)
-                    .bearer_auth(TOKEN)
-                    .json(&json!({ "events": [event(i)] }))
-                    .send()
-                    .await
-                    .unwrap();
-            }));
-        }
-        for task in inflight {
-            task.await.unwrap();
-        }
+        server.append_paced(&session, per_second, seconds).await;
         let target = before + n * subscribers;
         while received.load(Ordering::Relaxed) < target {
             tokio::time::sleep(Duration::from_millis(5)).await;
