@@ -184,7 +184,7 @@ impl AsyncWrite for StreamImpl {
         Poll::Ready(Ok(()))
     }
 }
-async fn new_ws_mock_conn<H: EngineIoHandler>(
+pub async fn new_ws_mock_conn<H: EngineIoHandler>(
     svc: &mut EngineIoService<H>,
     protocol: ProtocolVersion,
     sid: Option<Sid>,
