@@ -66,6 +66,7 @@ enum Phase {
     Pong(Instant),
     /// v3: the end of a window of `interval + timeout` in which the client
     /// must ping.
+    #[cfg_attr(not(feature = "v3"), allow(dead_code))]
     ClientPing,
 }
 

@@ -239,12 +239,12 @@ mod rx_stream {
     ///
     /// The packets it takes off the channel are no longer counted in the socket's buffered bytes.
     pub struct ReceiverStream<'a> {
-        inner: &'a mut mpsc::Receiver<PacketBuf>,
+        inner: &'a mut mpsc::Receiver<crate::socket::Queued>,
         buffered: &'a BufferedBytes,
     }
 
     impl<'a> ReceiverStream<'a> {
-        pub fn new(inner: &'a mut mpsc::Receiver<PacketBuf>, buffered: &'a BufferedBytes) -> Self {
+        pub fn new(inner: &'a mut mpsc::Receiver<crate::socket::Queued>, buffered: &'a BufferedBytes) -> Self {
             Self { inner, buffered }
         }
     }
@@ -253,7 +253,7 @@ mod rx_stream {
         type Item = PacketBuf;
 
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            let packets = ready!(self.inner.poll_recv(cx));
+            let packets = ready!(self.inner.poll_recv(cx)).map(|packets| *packets);
             if let Some(packets) = &packets {
                 self.buffered.remove(packets);
             }
@@ -321,7 +321,7 @@ mod rx_stream {
 
     impl<'a> EncoderStream<'a> {
         pub fn new(
-            rx: &'a mut mpsc::Receiver<PacketBuf>,
+            rx: &'a mut mpsc::Receiver<crate::socket::Queued>,
             buffered: &'a BufferedBytes,
             watch: &'a mut watch::Receiver<Option<PacketBuf>>,
         ) -> Self {

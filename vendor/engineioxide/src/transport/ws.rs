@@ -338,12 +338,12 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                     match items {
                         Some(packets) => {
                             socket.buffered_bytes.remove(&packets);
-                            for item in packets {
+                            for item in *packets {
                                 map_fn!(item);
                             }
                             while let Ok(packets) = buffered_rx.try_recv() {
                                 socket.buffered_bytes.remove(&packets);
-                                for item in packets {
+                                for item in *packets {
                                     map_fn!(item);
                                 }
                             }
