@@ -27,25 +27,32 @@ const KEPT_WHILE_FULL: usize = 16;
 
 impl SessionLog {
     /// Registers `sink` (replacing an earlier subscription of the same sink)
-    /// and starts catching it up from `start`.
+    /// and starts catching it up from `start`, or makes it live at once
+    /// when `start` is the head.
     pub(super) fn subscribe(self: &Arc<Self>, sink: Sink, start: Seq) {
         let cancelled = Arc::new(AtomicBool::new(false));
         let id = sink.id();
-        {
+        let live = {
             let mut state = self.state.lock().expect("log state");
+            // Nothing to catch up: live from now on, as the catch-up task
+            // would make it at its first look, without starting one.
+            let live = start >= state.head;
             let previous = state.subscribers.insert(
                 id.clone(),
                 Subscriber {
                     sink: sink.clone(),
-                    live: false,
+                    live,
                     cancelled: cancelled.clone(),
                 },
             );
             if let Some(previous) = previous {
                 previous.cancelled.store(true, Ordering::SeqCst);
             }
+            live
+        };
+        if !live {
+            self.spawn_catch_up(id, sink, cancelled, start);
         }
-        self.spawn_catch_up(id, sink, cancelled, start);
     }
 
     /// Removes a subscriber (only the given subscription when `which` is set).
