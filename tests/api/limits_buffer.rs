@@ -44,6 +44,9 @@ async fn websocket_subscribers_that_stop_reading_cost_a_bounded_buffer_and_then_
     let server = server().spawn().await;
     let other = server.create_session("tok-alice").await;
     let session = server.create_session("tok-alice").await;
+    // Before the subscribers connect: they answer no ping while stalled, so
+    // the stall is kept as short as the measured appends.
+    warm_up(&server, &other).await;
     // Two subscribers whose receive buffers are tiny and that read nothing
     // while the events are appended.
     let mut stalled = Vec::new();
@@ -58,7 +61,6 @@ async fn websocket_subscribers_that_stop_reading_cost_a_bounded_buffer_and_then_
         assert_eq!(ack["ok"], true, "{ack}");
         stalled.push(socket);
     }
-    warm_up(&server, &other).await;
 
     let peak = Peak::start(&server);
     append_large(&server, &session, EVENTS).await;
@@ -93,6 +95,9 @@ async fn polling_subscribers_that_stop_polling_cost_a_bounded_buffer_and_then_ge
     let server = server().spawn().await;
     let other = server.create_session("tok-alice").await;
     let session = server.create_session("tok-alice").await;
+    // Before the subscribers connect, as above: a client that does not poll
+    // answers no ping.
+    warm_up(&server, &other).await;
     let mut stalled = Vec::new();
     for _ in 0..2 {
         let mut polling = Polling::connect(&server, "tok-alice").await;
@@ -102,7 +107,6 @@ async fn polling_subscribers_that_stop_polling_cost_a_bounded_buffer_and_then_ge
         assert_eq!(ack["ok"], true, "{ack}");
         stalled.push(polling);
     }
-    warm_up(&server, &other).await;
 
     // No polling request is pending from here until the events are in.
     let peak = Peak::start(&server);
