@@ -184,21 +184,28 @@ impl Server {
     }
 
     async fn append(&self, session: &str, events: &[Value]) -> Value {
-        let response = self
-            .http
-            .post(self.url(&format!("/v1/sessions/{session}/events")))
-            .bearer_auth(TOKEN)
-            .json(&json!({ "events": events }))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "append: {}",
-            response.status()
-        );
+        let url = self.url(&format!("/v1/sessions/{session}/events"));
+        let response = post_events(&self.http, url, events).await;
         response.json().await.unwrap()
     }
+}
+
+/// POSTs `events` to a session's events URL; the response, checked to be
+/// a success.
+async fn post_events(http: &reqwest::Client, url: String, events: &[Value]) -> reqwest::Response {
+    let response = http
+        .post(url)
+        .bearer_auth(TOKEN)
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "append: {}",
+        response.status()
+    );
+    response
 }
 
 impl Server {
@@ -214,18 +221,7 @@ impl Server {
             let http = self.http.clone();
             let url = self.url(&format!("/v1/sessions/{session}/events"));
             inflight.push(tokio::spawn(async move {
-                let response = http
-                    .post(url)
-                    .bearer_auth(TOKEN)
-                    .json(&json!({ "events": [event(i)] }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(
-                    response.status().is_success(),
-                    "append: {}",
-                    response.status()
-                );
+                post_events(&http, url, &[event(i)]).await;
             }));
         }
         for task in inflight {
